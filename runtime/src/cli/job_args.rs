@@ -1,0 +1,112 @@
+//! The arguments that describe a job, shared by every command that creates one, and how they
+//! become a manifest and a [`JobSpec`].
+
+use anyhow::{Context, bail};
+use clap::Args;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+use wasmjob::manifest::{LocalManifest, ManifestBuilder, ManifestPath, Mount};
+use wasmjob::range::RangeSet;
+use wasmjob::spec::{self, JobSpec, Priority};
+use wasmjob::units;
+
+/// What a job is made of, besides its module.
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// The task values: `1..=1000`, `0..10,20..30`, `7`.
+    #[arg(long, short)]
+    pub range: RangeSet,
+
+    /// A name for the job (default: the module's file name without its extension).
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// A file the tasks read, as `PATH` (named by its file name) or `PATH:AS`. Repeatable.
+    #[arg(long = "file", value_name = "PATH[:AS]")]
+    pub files: Vec<Mount>,
+
+    /// A directory the tasks read, recursively, as `PATH` (named by its last component) or
+    /// `PATH:AS`. Repeatable.
+    #[arg(long = "dir", value_name = "PATH[:AS]")]
+    pub dirs: Vec<Mount>,
+
+    /// The tasks' working directory: a directory of the manifest.
+    #[arg(long, default_value = ".")]
+    pub workdir: ManifestPath,
+
+    /// Metadata passed to every task as `WASMJOB_META_KEY`. Repeatable.
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]
+    pub metadata: Vec<(String, String)>,
+
+    /// Priority: 0-255 or lowest, background, default, high, maximum.
+    #[arg(long, default_value_t = Priority::DEFAULT)]
+    pub priority: Priority,
+
+    /// How long one attempt may run: `30s`, `5m`.
+    #[arg(long, value_parser = units::parse_duration, default_value = "10m")]
+    pub lifetime: Duration,
+
+    /// How many times a task that ends in error is tried again.
+    #[arg(long, default_value_t = spec::DEFAULT_MAX_RETRIES)]
+    pub max_retries: u32,
+
+    /// The most tasks of this job running at once, across all workers.
+    #[arg(long)]
+    pub max_concurrency: Option<u32>,
+
+    /// The most linear memory one attempt may use: `64MiB`, `1GiB`.
+    #[arg(long, value_parser = units::parse_size, default_value = "256MiB")]
+    pub memory: u64,
+}
+
+fn parse_meta(arg: &str) -> Result<(String, String), String> {
+    match arg.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {arg:?}")),
+    }
+}
+
+impl JobArgs {
+    /// Hashes the module and the files into a manifest and builds the job's spec, checked.
+    pub fn build(&self, module: &Path) -> anyhow::Result<(LocalManifest, JobSpec)> {
+        let file_name = module
+            .file_name()
+            .and_then(|name| name.to_str())
+            .with_context(|| format!("{} is not a module file", module.display()))?;
+        let script = ManifestPath::new(file_name).with_context(|| {
+            format!("the module's file name {file_name:?} cannot be a manifest path")
+        })?;
+        let mut builder = ManifestBuilder::new();
+        builder.add_file(module, script.clone());
+        for mount in &self.files {
+            builder.add_file(&mount.host, mount.at.clone());
+        }
+        for mount in &self.dirs {
+            builder.add_dir(&mount.host, mount.at.clone());
+        }
+        let local = builder.build().context("cannot build the job's manifest")?;
+
+        let mut metadata = BTreeMap::new();
+        for (key, value) in &self.metadata {
+            if metadata.insert(key.clone(), value.clone()).is_some() {
+                bail!("--meta {key} is given twice");
+            }
+        }
+        let stem = module.file_stem().and_then(|stem| stem.to_str());
+        let name = self
+            .name
+            .clone()
+            .unwrap_or_else(|| stem.unwrap_or(file_name).to_owned());
+        let mut spec = JobSpec::new(name, local.manifest.clone(), script, self.range.clone());
+        spec.workdir = self.workdir.clone();
+        spec.metadata = metadata;
+        spec.priority = self.priority;
+        spec.lifetime = self.lifetime;
+        spec.max_retries = self.max_retries;
+        spec.max_concurrency = self.max_concurrency;
+        spec.memory_limit = self.memory;
+        spec.validate()?;
+        Ok((local, spec))
+    }
+}

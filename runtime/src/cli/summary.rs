@@ -1,0 +1,200 @@
+//! What a finished (or stopped) job looks like to its user: the summary printed at the end and
+//! the per-task JSON lines of `--output`.
+
+use anyhow::Context;
+use serde::Serialize;
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+use wasmjob::range::RangeSet;
+use wasmjob::storage::{JobStatus, SubmitterStore, TaskInfo, TaskState};
+
+/// How many failed values the summary names one by one; `--output` has them all.
+const LISTED_FAILURES: usize = 20;
+
+/// A job's outcome, ready to print.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    job: String,
+    name: String,
+    total: u64,
+    succeeded: u64,
+    failed: u64,
+    unfinished: u64,
+    succeeded_values: RangeSet,
+    failed_values: RangeSet,
+    /// The first failed values with their reasons.
+    failures: Vec<Failure>,
+    seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Failure {
+    value: u64,
+    attempts: u32,
+    reason: String,
+}
+
+impl Summary {
+    /// Reads the reasons of the first failed values from the store.
+    pub async fn gather(
+        store: &impl SubmitterStore,
+        status: &JobStatus,
+        elapsed: Duration,
+    ) -> anyhow::Result<Summary> {
+        let mut failures = Vec::new();
+        for value in status.failed.values().take(LISTED_FAILURES) {
+            let info = store.info(status.id, value).await?;
+            failures.push(Failure {
+                value,
+                attempts: info.attempts,
+                reason: info.last_error.unwrap_or_else(|| "unknown".into()),
+            });
+        }
+        Ok(Summary {
+            job: status.id.to_string(),
+            name: status.name.clone(),
+            total: status.total(),
+            succeeded: status.succeeded.len(),
+            failed: status.failed.len(),
+            unfinished: status.pending.len() + status.active.len(),
+            succeeded_values: status.succeeded.clone(),
+            failed_values: status.failed.clone(),
+            failures,
+            seconds: elapsed.as_secs_f64(),
+        })
+    }
+
+    /// 0 when every task succeeded, 1 otherwise.
+    pub fn exit_code(&self) -> ExitCode {
+        if self.failed == 0 && self.unfinished == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    }
+
+    /// Prints the summary to stdout, as text or as one JSON object.
+    pub fn print(&self, json: bool) {
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string(self).expect("a summary serializes")
+            );
+            return;
+        }
+        let rate = self.total as f64 / self.seconds.max(1e-9);
+        println!(
+            "job {} ({}): {} tasks in {:.2}s ({rate:.0} tasks/s)",
+            self.job, self.name, self.total, self.seconds
+        );
+        println!(
+            "  succeeded  {:>8}  {}",
+            self.succeeded,
+            ranges(&self.succeeded_values)
+        );
+        println!(
+            "  failed     {:>8}  {}",
+            self.failed,
+            ranges(&self.failed_values)
+        );
+        if self.unfinished > 0 {
+            println!("  unfinished {:>8}", self.unfinished);
+        }
+        for failure in &self.failures {
+            let tries = if failure.attempts == 1 {
+                "attempt"
+            } else {
+                "attempts"
+            };
+            println!(
+                "  value {}: {} ({} {tries})",
+                failure.value, failure.reason, failure.attempts
+            );
+        }
+        if self.failed > self.failures.len() as u64 {
+            println!(
+                "  … and {} more failed values (see --output)",
+                self.failed - self.failures.len() as u64
+            );
+        }
+    }
+}
+
+/// A range set for a summary line: `-` when empty, elided when very long.
+fn ranges(set: &RangeSet) -> String {
+    if set.is_empty() {
+        return "-".into();
+    }
+    let text = set.to_string();
+    if text.len() <= 100 {
+        return text;
+    }
+    let cut = text[..100].rfind(',').unwrap_or(100);
+    format!("{},… ({} ranges)", &text[..cut], set.interval_count())
+}
+
+/// One line of `--output`.
+#[derive(Debug, Serialize)]
+struct TaskLine {
+    value: u64,
+    outcome: Option<TaskState>,
+    attempts: u32,
+    result: Option<String>,
+    /// Set, in hex, instead of `result` when the result is not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result_hex: Option<String>,
+    log: Option<String>,
+    error: Option<String>,
+}
+
+impl From<TaskInfo> for TaskLine {
+    fn from(info: TaskInfo) -> Self {
+        let (result, result_hex) = match info.result {
+            Some(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => (Some(text), None),
+                Err(e) => (None, Some(hex(e.as_bytes()))),
+            },
+            None => (None, None),
+        };
+        TaskLine {
+            value: info.value,
+            outcome: info.state,
+            attempts: info.attempts,
+            result,
+            result_hex,
+            log: info
+                .log
+                .map(|log| String::from_utf8_lossy(&log).into_owned()),
+            error: match info.state {
+                Some(TaskState::Failed) => info.last_error,
+                _ => None,
+            },
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes one JSON line per value of `values` to `path`.
+pub async fn write_jsonl(
+    store: &impl SubmitterStore,
+    status: &JobStatus,
+    values: &RangeSet,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    for value in values.values() {
+        let line = TaskLine::from(store.info(status.id, value).await?);
+        serde_json::to_writer(&mut out, &line)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,439 @@
+//! The queue's storage interface, and its backends.
+//!
+//! The interface is split by who calls it: [`SubmitterStore`] is the submitter's side (submit,
+//! upload, status, info, list, describe, delete) and [`WorkerStore`] the worker's side (claim the
+//! next tasks, download, report outcomes, heartbeat, reap). Every backend implements both, and one
+//! conformance suite runs the same cases against each.
+//!
+//! The rules every backend keeps:
+//! - a job becomes runnable only when every file of its manifest has been uploaded;
+//! - a claimed task is a [`Lease`] whose [`TaskId`] is fresh per attempt; every report and
+//!   heartbeat carries it and is refused once that attempt is no longer the current one, so a
+//!   worker that wakes late cannot overwrite a newer attempt;
+//! - value ranges are interval sets: submitting a job costs the same whatever its size;
+//! - an error is retried while the task has retries left; a fatal outcome never is; a requeue
+//!   puts the task back without counting a failure.
+//!
+//! What is *not* here: running guests (the executor), the worker's scheduling (the worker), and
+//! the on-disk blob cache of a worker host.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use crate::manifest::{ContentMismatch, Digest, ManifestPath};
+use crate::range::RangeSet;
+use crate::spec::{JobSpec, Priority, SpecError};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use ulid::Ulid;
+
+/// A job's id: a ULID, so ids sort by submission time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub Ulid);
+
+/// The id of one attempt of a task: a ULID, fresh per attempt, the lease's fencing token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskId(pub Ulid);
+
+macro_rules! ulid_id {
+    ($id:ident, $what:literal) => {
+        impl $id {
+            /// A new id, unique and later than every id made before it in this process.
+            pub fn generate() -> Self {
+                $id(monotonic_ulid())
+            }
+        }
+
+        impl fmt::Display for $id {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl FromStr for $id {
+            type Err = StorageError;
+
+            fn from_str(s: &str) -> Result<Self, StorageError> {
+                Ulid::from_string(s.trim())
+                    .map($id)
+                    .map_err(|_| StorageError::InvalidId {
+                        what: $what,
+                        input: s.to_owned(),
+                    })
+            }
+        }
+    };
+}
+
+/// A ULID later than every one made before it in this process, even within one millisecond,
+/// so that jobs submitted in a burst keep their order.
+fn monotonic_ulid() -> Ulid {
+    static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
+    let mut generator = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    generator
+        .get_or_insert_with(ulid::Generator::new)
+        .generate()
+        .unwrap_or_else(|_| Ulid::new())
+}
+
+ulid_id!(JobId, "job id");
+ulid_id!(TaskId, "task id");
+
+/// Milliseconds since the Unix epoch, on the storage's clock.
+pub type Millis = u64;
+
+/// Now, in [`Millis`], from this host's clock.
+pub fn now_millis() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+/// Who runs a task: the worker process, as reported in task info.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WorkerId {
+    /// The application name the worker was started with (`--app`).
+    pub app: String,
+    /// The worker host's name.
+    pub hostname: String,
+    /// Unique per worker process, so a restarted worker is a new worker.
+    pub instance: Ulid,
+}
+
+/// Where a task stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    /// Waiting to be claimed.
+    Pending,
+    /// Claimed by a worker, under a lease.
+    Active,
+    /// Done, with a result.
+    Succeeded,
+    /// Done for good without a result: fatal, or out of retries.
+    Failed,
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TaskState::Pending => "pending",
+            TaskState::Active => "active",
+            TaskState::Succeeded => "succeeded",
+            TaskState::Failed => "failed",
+        })
+    }
+}
+
+/// What submitting a job gives back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submitted {
+    /// The new job's id.
+    pub id: JobId,
+    /// The manifest files whose bytes the store does not have yet and that must be uploaded
+    /// before the job can run. Files it already holds (from another job) are not listed.
+    pub missing: Vec<ManifestPath>,
+}
+
+/// A job's state as ranges of values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStatus {
+    /// The job.
+    pub id: JobId,
+    /// Its name.
+    pub name: String,
+    /// Its priority.
+    pub priority: Priority,
+    /// Values waiting to be claimed.
+    pub pending: RangeSet,
+    /// Values being run.
+    pub active: RangeSet,
+    /// Values done with a result.
+    pub succeeded: RangeSet,
+    /// Values done without one.
+    pub failed: RangeSet,
+    /// How many manifest files still have to be uploaded before the job can run.
+    pub missing_files: usize,
+    /// When the job was submitted.
+    pub submitted_at: Millis,
+}
+
+impl JobStatus {
+    /// Whether every value of the job is succeeded or failed.
+    pub fn is_done(&self) -> bool {
+        self.pending.is_empty() && self.active.is_empty()
+    }
+
+    /// How many values the job has in all.
+    pub fn total(&self) -> u64 {
+        self.pending.len() + self.active.len() + self.succeeded.len() + self.failed.len()
+    }
+}
+
+/// Everything known about one task value.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TaskInfo {
+    /// The value.
+    pub value: u64,
+    /// Where it stands (`None` only in a default-constructed info).
+    pub state: Option<TaskState>,
+    /// How many times it was claimed.
+    pub attempts: u32,
+    /// How many attempts failed (errors, fatal, and leases that expired).
+    pub failures: u32,
+    /// The worker of the current or last attempt.
+    pub worker: Option<WorkerId>,
+    /// The current or last attempt's task id.
+    pub task_id: Option<TaskId>,
+    /// When the current or last attempt started.
+    pub started_at: Option<Millis>,
+    /// When the current lease ends unless renewed (active tasks only).
+    pub deadline: Option<Millis>,
+    /// When the task reached its final state.
+    pub finished_at: Option<Millis>,
+    /// The reason of the last failed attempt.
+    pub last_error: Option<String>,
+    /// The latest progress the guest reported.
+    pub progress: Option<Vec<u8>>,
+    /// The result (stdout) of the successful attempt.
+    pub result: Option<Vec<u8>>,
+    /// The log (tail of stderr) of the last finished attempt.
+    pub log: Option<Vec<u8>>,
+}
+
+/// A claimed task: the right, until `deadline`, to run one attempt and report its outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The job.
+    pub job: JobId,
+    /// This attempt's id; every report must carry it.
+    pub task: TaskId,
+    /// The task value.
+    pub value: u64,
+    /// The attempt number, from 1.
+    pub attempt: u32,
+    /// When the lease ends unless a heartbeat renews it.
+    pub deadline: Millis,
+}
+
+/// Tasks of one job claimed together.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The job's spec, as submitted.
+    pub spec: Arc<JobSpec>,
+    /// The job.
+    pub job: JobId,
+    /// One lease per claimed value.
+    pub leases: Vec<Lease>,
+}
+
+/// The outcome a worker reports for a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The task succeeded; its result.
+    Success {
+        /// The guest's stdout.
+        result: Vec<u8>,
+    },
+    /// The attempt failed; retry while retries are left.
+    Error {
+        /// Why.
+        reason: String,
+    },
+    /// The task failed for good.
+    Fatal {
+        /// Why.
+        reason: String,
+    },
+    /// The attempt did not happen (the worker is stopping, say): back to pending, no failure
+    /// counted.
+    Requeue,
+}
+
+/// One report: the lease it is about, the verdict and the attempt's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The lease of the attempt.
+    pub lease: Lease,
+    /// What became of it.
+    pub verdict: Verdict,
+    /// The tail of its stderr (empty for a requeue).
+    pub log: Vec<u8>,
+}
+
+/// What the store did with one report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ack {
+    /// Applied.
+    Applied,
+    /// Refused: the lease is no longer current (it expired and the task was claimed again, or
+    /// this report was already applied).
+    StaleLease,
+    /// Refused: the job no longer exists.
+    UnknownJob,
+}
+
+/// The answer to a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Heartbeat {
+    /// The lease is renewed until the given time; go on.
+    Continue {
+        /// The new deadline.
+        deadline: Millis,
+    },
+    /// Stop the attempt: the lease is no longer current or the job was deleted.
+    Stop,
+}
+
+/// What a reaper pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaped {
+    /// Expired leases whose tasks went back to pending.
+    pub requeued: u64,
+    /// Expired leases whose tasks had no retries left and failed.
+    pub failed: u64,
+}
+
+/// A storage failure, typed so that callers can tell a wrong request from a passing fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// No job has this id (it never existed or was deleted).
+    #[error("unknown job {0}")]
+    UnknownJob(JobId),
+    /// The value is not in the job's range.
+    #[error("value {value} is not in the range of job {job}")]
+    UnknownValue {
+        /// The job.
+        job: JobId,
+        /// The value.
+        value: u64,
+    },
+    /// The uploaded path is not a file of the job's manifest.
+    #[error("{path} is not a file of the manifest of job {job}")]
+    NotInManifest {
+        /// The job.
+        job: JobId,
+        /// The path uploaded.
+        path: ManifestPath,
+    },
+    /// The bytes are not the content the manifest names.
+    #[error("{path}: the upload does not match the manifest: {mismatch}")]
+    HashMismatch {
+        /// The path.
+        path: ManifestPath,
+        /// What was expected and what came.
+        mismatch: ContentMismatch,
+    },
+    /// No blob with this digest is stored.
+    #[error("no stored file has sha256 {0}")]
+    UnknownBlob(Digest),
+    /// The job spec is invalid.
+    #[error("invalid job: {0}")]
+    InvalidSpec(#[from] SpecError),
+    /// An id could not be parsed.
+    #[error("invalid {what} {input:?}: expected a ULID such as 01JD3Q4G7TZ9N8V2K5X6Y1R0AB")]
+    InvalidId {
+        /// Which kind of id.
+        what: &'static str,
+        /// What was given.
+        input: String,
+    },
+    /// The backend failed (connection lost, a server error): the request may be retried.
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+impl StorageError {
+    /// Whether the same request may succeed if retried later (a passing backend fault), as
+    /// opposed to a request that is wrong in itself.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StorageError::Backend(_))
+    }
+}
+
+/// The submitter's side of the queue.
+pub trait SubmitterStore: Send + Sync {
+    /// Accepts a job; it runs once every file listed in [`Submitted::missing`] is uploaded.
+    fn submit(
+        &self,
+        spec: &JobSpec,
+    ) -> impl Future<Output = Result<Submitted, StorageError>> + Send;
+
+    /// Stores the bytes of one manifest file after checking them against the manifest.
+    fn upload(
+        &self,
+        job: JobId,
+        path: &ManifestPath,
+        bytes: &[u8],
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// The job's values by state.
+    fn status(&self, job: JobId) -> impl Future<Output = Result<JobStatus, StorageError>> + Send;
+
+    /// Everything known about one value of the job.
+    fn info(
+        &self,
+        job: JobId,
+        value: u64,
+    ) -> impl Future<Output = Result<TaskInfo, StorageError>> + Send;
+
+    /// Every job, highest priority first, then oldest first.
+    fn list(&self) -> impl Future<Output = Result<Vec<JobStatus>, StorageError>> + Send;
+
+    /// The jobs of one priority, oldest first.
+    fn list_by_priority(
+        &self,
+        priority: Priority,
+    ) -> impl Future<Output = Result<Vec<JobStatus>, StorageError>> + Send;
+
+    /// The job's spec as submitted.
+    fn describe(&self, job: JobId) -> impl Future<Output = Result<JobSpec, StorageError>> + Send;
+
+    /// Removes the job and everything about its tasks. Workers running its tasks are told to
+    /// stop at their next heartbeat.
+    fn delete(&self, job: JobId) -> impl Future<Output = Result<(), StorageError>> + Send;
+}
+
+/// The worker's side of the queue.
+pub trait WorkerStore: Send + Sync {
+    /// Claims up to `max` pending tasks of the highest-priority runnable job (the oldest job
+    /// within a priority), within that job's max concurrency. Waits up to `wait` for work when
+    /// there is none; `None` means there was none by then.
+    fn next(
+        &self,
+        worker: &WorkerId,
+        max: usize,
+        wait: Duration,
+    ) -> impl Future<Output = Result<Option<Claim>, StorageError>> + Send;
+
+    /// The bytes of a stored manifest file, checked against their digest.
+    fn download(
+        &self,
+        digest: &Digest,
+    ) -> impl Future<Output = Result<Vec<u8>, StorageError>> + Send;
+
+    /// Applies finished attempts' outcomes; one [`Ack`] per report, in order.
+    fn report(
+        &self,
+        reports: Vec<Report>,
+    ) -> impl Future<Output = Result<Vec<Ack>, StorageError>> + Send;
+
+    /// Renews a lease and records the latest progress, if any.
+    fn heartbeat(
+        &self,
+        lease: &Lease,
+        progress: Option<&[u8]>,
+    ) -> impl Future<Output = Result<Heartbeat, StorageError>> + Send;
+
+    /// Returns the tasks of expired leases to pending (a failure is counted) or to failed when
+    /// they have no retries left. Any worker may run it; each expired lease is reaped once.
+    fn reap(&self) -> impl Future<Output = Result<Reaped, StorageError>> + Send;
+}

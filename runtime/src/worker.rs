@@ -1,0 +1,489 @@
+//! The worker: claims tasks from a store, runs them on the executor, heartbeats while they run
+//! and reports how they ended.
+//!
+//! A worker has a fixed number of slots. It takes its permits before it claims (so it never
+//! holds a lease it has no slot for), claims as many tasks of one job as it has free slots, and
+//! runs each in its own tokio task next to a heartbeat that renews the lease, carries the
+//! guest's progress, and cancels the attempt when the store says to stop. It prepares each job
+//! once (download and verify the manifest into the blob cache, compile the module) and shares
+//! that among the job's tasks. It reaps expired leases periodically, whoever's they are.
+//!
+//! On shutdown it claims nothing more, lets running attempts finish within the grace period,
+//! then stops the rest and hands them back to the queue at once.
+//!
+//! It works with any [`WorkerStore`]; it never touches a wasmtime `Store` (that is the
+//! executor's).
+
+use crate::cache::{BlobCache, CacheError};
+use crate::executor::{Attempt, AttemptControl, Executor, InvalidModule, TaskLimits, TaskModule};
+use crate::spec::JobSpec;
+use crate::storage::{
+    Ack, Claim, Heartbeat, JobId, Lease, Report, StorageError, TaskId, Verdict, WorkerId,
+    WorkerStore,
+};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{OnceCell, Semaphore};
+use tokio::task::JoinSet;
+use wasmjob_host_api::{Ending, Outcome};
+
+/// How a worker behaves; the defaults suit a worker host.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// How many tasks run at once.
+    pub slots: usize,
+    /// The application name reported with each task (`--app`).
+    pub app: String,
+    /// The host name reported with each task.
+    pub hostname: String,
+    /// Where manifest files and job trees are cached.
+    pub cache_dir: PathBuf,
+    /// How often a running task's lease is renewed. Must be well below the store's lease time.
+    pub heartbeat_interval: Duration,
+    /// How often this worker reaps expired leases.
+    pub reap_interval: Duration,
+    /// How long one wait for work lasts before the worker looks around again (reaping).
+    pub idle_wait: Duration,
+    /// On shutdown, how long running attempts may take to finish before they are stopped and
+    /// handed back.
+    pub grace: Duration,
+}
+
+impl WorkerConfig {
+    /// A configuration with the defaults, caching under `cache_dir`.
+    pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
+        WorkerConfig {
+            slots: num_cpus::get(),
+            app: "wasmjob".into(),
+            hostname: hostname(),
+            cache_dir: cache_dir.into(),
+            heartbeat_interval: Duration::from_secs(5),
+            reap_interval: Duration::from_secs(5),
+            idle_wait: Duration::from_secs(1),
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// This machine's host name, or `localhost` if it cannot be read.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// A failure that stops the worker.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// The store refused a request in a way retrying cannot fix.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The cache directory is unusable.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+/// Counts of what a worker did, for its exit log and for tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Attempts run to an outcome and reported.
+    pub attempts: u64,
+    /// Attempts handed back to the queue unrun or stopped (shutdown, host faults).
+    pub requeued: u64,
+    /// Reports the store refused because the lease was no longer current.
+    pub refused: u64,
+}
+
+/// A job made ready to run on this host: its tree on disk and its compiled module.
+struct PreparedJob {
+    dir: PathBuf,
+    module: Result<TaskModule, InvalidModule>,
+}
+
+/// A job's preparation, done by the first of its tasks; the error is the reason its tasks fail.
+type Preparation = OnceCell<Result<Arc<PreparedJob>, String>>;
+
+/// A worker over a store `S`. Run it with [`Worker::run`].
+pub struct Worker<S> {
+    store: Arc<S>,
+    executor: Arc<Executor>,
+    cache: BlobCache,
+    config: WorkerConfig,
+    id: WorkerId,
+    /// Each job is prepared once; its tasks wait on the same cell.
+    prepared: Mutex<HashMap<JobId, Arc<Preparation>>>,
+    /// The controls of running attempts, to stop them at shutdown.
+    running: Mutex<HashMap<TaskId, Arc<AttemptControl>>>,
+    /// Set once shutdown has passed its grace period: stopped attempts are requeued.
+    stopping: AtomicBool,
+    attempts: AtomicU64,
+    requeued: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl<S: WorkerStore + 'static> Worker<S> {
+    /// A worker over `store`, running guests on `executor`.
+    pub fn new(
+        store: Arc<S>,
+        executor: Arc<Executor>,
+        config: WorkerConfig,
+    ) -> Result<Self, WorkerError> {
+        let cache = BlobCache::open(&config.cache_dir)?;
+        let id = WorkerId {
+            app: config.app.clone(),
+            hostname: config.hostname.clone(),
+            instance: ulid::Ulid::new(),
+        };
+        Ok(Worker {
+            store,
+            executor,
+            cache,
+            config,
+            id,
+            prepared: Mutex::default(),
+            running: Mutex::default(),
+            stopping: AtomicBool::new(false),
+            attempts: AtomicU64::new(0),
+            requeued: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        })
+    }
+
+    /// Who this worker is, as the store records it.
+    pub fn id(&self) -> &WorkerId {
+        &self.id
+    }
+
+    /// Claims and runs tasks until `shutdown` completes, then drains gracefully.
+    pub async fn run(
+        self: Arc<Self>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<WorkerStats, WorkerError> {
+        let slots = Arc::new(Semaphore::new(self.config.slots.max(1)));
+        let mut tasks = JoinSet::new();
+        let mut last_reap = Instant::now();
+        tokio::pin!(shutdown);
+
+        let outcome = loop {
+            // Finished tasks are collected as we go so the set does not grow without bound.
+            while tasks.try_join_next().is_some() {}
+            if last_reap.elapsed() >= self.config.reap_interval {
+                last_reap = Instant::now();
+                match self.store.reap().await {
+                    Ok(reaped) if reaped.requeued + reaped.failed > 0 => {
+                        tracing::info!(
+                            requeued = reaped.requeued,
+                            failed = reaped.failed,
+                            "reaped expired leases"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.is_retryable() => tracing::warn!("reaping failed: {e}"),
+                    Err(e) => break Err(e.into()),
+                }
+            }
+
+            let first = tokio::select! {
+                permit = Arc::clone(&slots).acquire_owned() => permit.expect("the semaphore is never closed"),
+                () = &mut shutdown => break Ok(()),
+            };
+            let mut permits = vec![first];
+            while let Ok(permit) = Arc::clone(&slots).try_acquire_owned() {
+                permits.push(permit);
+            }
+
+            let claimed = tokio::select! {
+                claimed = self.store.next(&self.id, permits.len(), self.config.idle_wait) => claimed,
+                () = &mut shutdown => break Ok(()),
+            };
+            let claim = match claimed {
+                Ok(Some(claim)) => claim,
+                Ok(None) => continue,
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!("claiming failed, retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+                Err(e) => break Err(e.into()),
+            };
+            let Claim { spec, job, leases } = claim;
+            for (lease, permit) in leases.into_iter().zip(permits) {
+                let worker = Arc::clone(&self);
+                let spec = Arc::clone(&spec);
+                tasks.spawn(async move {
+                    worker.run_task(job, &spec, lease).await;
+                    drop(permit);
+                });
+            }
+        };
+
+        self.drain(tasks).await;
+        let jobs: Vec<JobId> = self
+            .prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        for job in jobs {
+            self.cache.remove_job_tree(&job.to_string());
+        }
+        outcome.map(|()| self.stats())
+    }
+
+    /// What this worker has done so far.
+    pub fn stats(&self) -> WorkerStats {
+        WorkerStats {
+            attempts: self.attempts.load(Ordering::Relaxed),
+            requeued: self.requeued.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Lets running tasks finish within the grace period, then stops and requeues the rest.
+    async fn drain(&self, mut tasks: JoinSet<()>) {
+        if tasks.is_empty() {
+            return;
+        }
+        tracing::info!(running = tasks.len(), grace = ?self.config.grace, "shutting down: letting running tasks finish");
+        let graceful = tokio::time::timeout(self.config.grace, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if graceful.is_err() {
+            self.stopping.store(true, Ordering::Relaxed);
+            let running: Vec<_> = self
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            tracing::info!(
+                stopping = running.len(),
+                "grace period over: stopping and requeueing"
+            );
+            for control in running {
+                control.cancel();
+            }
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+
+    /// Runs one leased attempt to a report.
+    async fn run_task(&self, job: JobId, spec: &JobSpec, lease: Lease) {
+        let verdict_and_log = match self.prepare(job, spec).await {
+            Err(reason) => Some((Verdict::Error { reason }, Vec::new())),
+            Ok(prepared) => match &prepared.module {
+                Err(invalid) => Some((
+                    Verdict::Fatal {
+                        reason: Ending::from(invalid.clone()).to_string(),
+                    },
+                    Vec::new(),
+                )),
+                Ok(module) => self.attempt(job, spec, &lease, &prepared, module).await,
+            },
+        };
+        let Some((verdict, log)) = verdict_and_log else {
+            return;
+        };
+        if verdict == Verdict::Requeue {
+            self.requeued.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.attempts.fetch_add(1, Ordering::Relaxed);
+        }
+        let report = Report {
+            lease: lease.clone(),
+            verdict,
+            log,
+        };
+        match self.store.report(vec![report]).await {
+            Ok(acks) if acks.first() == Some(&Ack::Applied) => {}
+            Ok(acks) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%job, value = lease.value, task = %lease.task, ack = ?acks.first(), "report refused");
+            }
+            Err(e) => tracing::error!(%job, value = lease.value, "cannot report: {e}"),
+        }
+    }
+
+    /// Runs the attempt with its heartbeat. `None` when there is nothing to report (the lease
+    /// was lost or the job deleted while it ran).
+    async fn attempt(
+        &self,
+        job: JobId,
+        spec: &JobSpec,
+        lease: &Lease,
+        prepared: &PreparedJob,
+        module: &TaskModule,
+    ) -> Option<(Verdict, Vec<u8>)> {
+        let control = Arc::new(AttemptControl::default());
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(lease.task, Arc::clone(&control));
+        let job_id = job.to_string();
+        let task_id = lease.task.to_string();
+        let attempt = Attempt {
+            job_id: &job_id,
+            job_name: &spec.name,
+            task_id: &task_id,
+            value: lease.value,
+            attempt: lease.attempt,
+            script: spec.script.as_str(),
+            metadata: &spec.metadata,
+            job_dir: &prepared.dir,
+            workdir: spec.workdir.as_str(),
+            limits: TaskLimits {
+                lifetime: spec.lifetime,
+                memory: spec.memory_limit,
+                result_cap: spec.result_cap,
+                log_cap: spec.log_cap,
+            },
+        };
+        let lease_lost = AtomicBool::new(false);
+        let ran = tokio::select! {
+            ran = self.executor.run(module, &attempt, &control) => ran,
+            () = self.keep_alive(lease, &control, &lease_lost) => unreachable!("the heartbeat loop only ends by cancelling"),
+        };
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&lease.task);
+
+        let report = match ran {
+            Ok(report) => report,
+            Err(host_fault) => {
+                tracing::error!(%job, value = lease.value, "cannot run the attempt, handing it back: {host_fault}");
+                return Some((Verdict::Requeue, Vec::new()));
+            }
+        };
+        if report.ending == Ending::Cancelled {
+            if lease_lost.load(Ordering::Relaxed) {
+                tracing::warn!(%job, value = lease.value, "stopped: the lease is no longer ours or the job was deleted");
+                return None;
+            }
+            if self.stopping.load(Ordering::Relaxed) {
+                return Some((Verdict::Requeue, Vec::new()));
+            }
+        }
+        tracing::info!(
+            %job,
+            value = lease.value,
+            attempt = lease.attempt,
+            outcome = %report.ending,
+            ms = report.duration.as_millis() as u64,
+            "task finished"
+        );
+        let verdict = match report.outcome {
+            Outcome::Success => Verdict::Success {
+                result: report.result,
+            },
+            Outcome::Error(reason) => Verdict::Error {
+                reason: with_last_log_line(reason, &report.ending, &report.log),
+            },
+            Outcome::Fatal(reason) => Verdict::Fatal {
+                reason: with_last_log_line(reason, &report.ending, &report.log),
+            },
+            _ => Verdict::Error {
+                reason: report.ending.to_string(),
+            },
+        };
+        Some((verdict, report.log))
+    }
+
+    /// Renews the lease every heartbeat interval with the latest progress; cancels the attempt
+    /// when the store says to stop. Never returns on its own.
+    async fn keep_alive(&self, lease: &Lease, control: &AttemptControl, lease_lost: &AtomicBool) {
+        let mut ticks = tokio::time::interval(self.config.heartbeat_interval);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let progress = control.take_progress();
+            match self.store.heartbeat(lease, progress.as_deref()).await {
+                Ok(Heartbeat::Continue { .. }) => {}
+                Ok(Heartbeat::Stop) => {
+                    lease_lost.store(true, Ordering::Relaxed);
+                    control.cancel();
+                }
+                Err(e) => {
+                    tracing::warn!(job = %lease.job, value = lease.value, "heartbeat failed: {e}")
+                }
+            }
+        }
+    }
+
+    /// Downloads the job's manifest into the cache and compiles its module, once per job.
+    async fn prepare(&self, job: JobId, spec: &JobSpec) -> Result<Arc<PreparedJob>, String> {
+        let cell = Arc::clone(
+            self.prepared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(job)
+                .or_default(),
+        );
+        let prepared = cell
+            .get_or_init(|| async {
+                let store = &self.store;
+                let dir = self
+                    .cache
+                    .job_tree(&job.to_string(), &spec.manifest, |digest| async move {
+                        store.download(&digest).await
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let script = spec
+                    .manifest
+                    .file(&spec.script)
+                    .ok_or_else(|| format!("the script {} is not in the manifest", spec.script))?;
+                let wasm = self
+                    .cache
+                    .blob(spec.script.as_str(), script, || async {
+                        Err::<Vec<u8>, _>("the module is not in the cache")
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let executor = Arc::clone(&self.executor);
+                let module = tokio::task::spawn_blocking(move || executor.compile(&wasm))
+                    .await
+                    .map_err(|e| format!("compiling panicked: {e}"))?;
+                Ok(Arc::new(PreparedJob { dir, module }))
+            })
+            .await
+            .clone();
+        if prepared.is_err() {
+            // A failed preparation (a download that broke off) is tried afresh by the next task.
+            self.prepared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&job);
+        }
+        prepared
+    }
+}
+
+/// Adds the guest's last line of stderr to an exit-code reason, where a task usually says why
+/// it gave up.
+fn with_last_log_line(reason: String, ending: &Ending, log: &[u8]) -> String {
+    if !matches!(ending, Ending::Exited(_)) {
+        return reason;
+    }
+    let log = String::from_utf8_lossy(log);
+    match log
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+    {
+        Some(line) => format!("{reason}: {line}"),
+        None => reason,
+    }
+}

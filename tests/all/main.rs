@@ -1,0 +1,4 @@
+//! The cross-crate test suite, one binary: the executor against the guest contract, the
+//! storage backends, and end-to-end runs of the `wasmjob` binary.
+
+mod executor;
