@@ -1,0 +1,608 @@
+//! The storage conformance suite: the same cases, run against every backend.
+//!
+//! Each case is a generic function over a store; `conformance!` instantiates every case as a
+//! test for one backend, given an async expression that makes a fresh store whose leases last
+//! the given time.
+
+use std::time::{Duration, Instant};
+use ulid::Ulid;
+use wasmjob::manifest::{Digest, FileEntry, Manifest, ManifestPath};
+use wasmjob::range::RangeSet;
+use wasmjob::spec::{JobSpec, Priority};
+use wasmjob::storage::{
+    Ack, Claim, Heartbeat, JobId, Lease, Report, StorageError, SubmitterStore, TaskId, TaskState,
+    Verdict, WorkerId, WorkerStore,
+};
+
+/// What every backend under test is.
+pub trait Store: SubmitterStore + WorkerStore {}
+impl<S: SubmitterStore + WorkerStore> Store for S {}
+
+const LONG_LEASE: Duration = Duration::from_secs(60);
+const NO_WAIT: Duration = Duration::ZERO;
+
+fn worker(name: &str) -> WorkerId {
+    WorkerId {
+        app: "conformance".into(),
+        hostname: name.into(),
+        instance: Ulid::new(),
+    }
+}
+
+fn path(p: &str) -> ManifestPath {
+    ManifestPath::new(p).unwrap()
+}
+
+/// A job whose manifest holds `task.wasm` with `module` as content, plus the given files.
+fn spec_with(module: &[u8], files: &[(&str, &[u8])], range: &str) -> JobSpec {
+    let mut manifest = Manifest::new();
+    let entry = |bytes: &[u8]| FileEntry {
+        sha256: Digest::of(bytes),
+        size: bytes.len() as u64,
+    };
+    manifest
+        .insert_file(path("task.wasm"), entry(module))
+        .unwrap();
+    for (p, bytes) in files {
+        manifest.insert_file(path(p), entry(bytes)).unwrap();
+    }
+    JobSpec::new(
+        "conformance",
+        manifest,
+        path("task.wasm"),
+        range.parse().unwrap(),
+    )
+}
+
+fn spec(range: &str) -> JobSpec {
+    spec_with(b"module bytes", &[], range)
+}
+
+/// Submits a job and uploads all its files, so that it is runnable.
+async fn submit_runnable(store: &impl Store, spec: &JobSpec, module: &[u8]) -> JobId {
+    let submitted = store.submit(spec).await.unwrap();
+    for p in &submitted.missing {
+        assert_eq!(
+            p.as_str(),
+            "task.wasm",
+            "only the module is uploaded by this helper"
+        );
+        store.upload(submitted.id, p, module).await.unwrap();
+    }
+    submitted.id
+}
+
+async fn runnable(store: &impl Store, range: &str) -> JobId {
+    submit_runnable(store, &spec(range), b"module bytes").await
+}
+
+async fn claim(store: &impl Store, max: usize) -> Option<Claim> {
+    store.next(&worker("w"), max, NO_WAIT).await.unwrap()
+}
+
+async fn claim_one(store: &impl Store) -> Lease {
+    let claim = claim(store, 1).await.expect("a task to claim");
+    assert_eq!(claim.leases.len(), 1);
+    claim.leases.into_iter().next().unwrap()
+}
+
+async fn report(store: &impl Store, lease: &Lease, verdict: Verdict) -> Ack {
+    let report = Report {
+        lease: lease.clone(),
+        verdict,
+        log: b"the log".to_vec(),
+    };
+    store.report(vec![report]).await.unwrap()[0]
+}
+
+fn error(reason: &str) -> Verdict {
+    Verdict::Error {
+        reason: reason.into(),
+    }
+}
+
+fn set(text: &str) -> RangeSet {
+    if text.is_empty() {
+        RangeSet::new()
+    } else {
+        text.parse().unwrap()
+    }
+}
+
+pub async fn a_job_runs_only_once_its_files_are_uploaded(store: impl Store) {
+    let module = b"the module";
+    let data = b"some data";
+    let spec = spec_with(module, &[("data/in.txt", data)], "1..=3");
+    let submitted = store.submit(&spec).await.unwrap();
+    let mut missing: Vec<&str> = submitted.missing.iter().map(|p| p.as_str()).collect();
+    missing.sort();
+    assert_eq!(missing, ["data/in.txt", "task.wasm"]);
+    assert_eq!(store.status(submitted.id).await.unwrap().missing_files, 2);
+
+    store
+        .upload(submitted.id, &path("task.wasm"), module)
+        .await
+        .unwrap();
+    assert!(
+        claim(&store, 1).await.is_none(),
+        "runnable with a file missing"
+    );
+    store
+        .upload(submitted.id, &path("data/in.txt"), data)
+        .await
+        .unwrap();
+    assert_eq!(store.status(submitted.id).await.unwrap().missing_files, 0);
+    let claim = claim(&store, 1).await.expect("runnable once uploaded");
+    assert_eq!(claim.job, submitted.id);
+    assert_eq!(*claim.spec, spec);
+
+    let digest = Digest::of(data);
+    assert_eq!(store.download(&digest).await.unwrap(), data);
+}
+
+pub async fn uploads_are_verified_against_the_manifest(store: impl Store) {
+    let submitted = store.submit(&spec("1")).await.unwrap();
+    let wrong = store
+        .upload(submitted.id, &path("task.wasm"), b"other bytes")
+        .await;
+    assert!(
+        matches!(wrong, Err(StorageError::HashMismatch { .. })),
+        "{wrong:?}"
+    );
+    let message = wrong.unwrap_err().to_string();
+    assert!(
+        message.contains("task.wasm") && message.contains("sha256"),
+        "{message}"
+    );
+
+    let stranger = store.upload(submitted.id, &path("other.txt"), b"x").await;
+    assert!(
+        matches!(stranger, Err(StorageError::NotInManifest { .. })),
+        "{stranger:?}"
+    );
+
+    let unknown = store
+        .upload(JobId::generate(), &path("task.wasm"), b"module bytes")
+        .await;
+    assert!(
+        matches!(unknown, Err(StorageError::UnknownJob(_))),
+        "{unknown:?}"
+    );
+
+    // Nothing was accepted by the bad uploads: the job still waits for its module.
+    assert_eq!(store.status(submitted.id).await.unwrap().missing_files, 1);
+    assert!(claim(&store, 1).await.is_none());
+}
+
+pub async fn files_are_stored_once_and_shared_between_jobs(store: impl Store) {
+    runnable(&store, "1").await;
+    let second = store.submit(&spec("1..=2")).await.unwrap();
+    assert!(second.missing.is_empty(), "{:?}", second.missing);
+    assert_eq!(store.status(second.id).await.unwrap().missing_files, 0);
+}
+
+pub async fn a_claim_takes_a_batch_of_the_lowest_pending_values(store: impl Store) {
+    let job = runnable(&store, "1..=10").await;
+    let claim = claim(&store, 4).await.unwrap();
+    let values: Vec<u64> = claim.leases.iter().map(|l| l.value).collect();
+    assert_eq!(values, [1, 2, 3, 4]);
+    assert!(claim.leases.iter().all(|l| l.attempt == 1 && l.job == job));
+    let ids: std::collections::HashSet<TaskId> = claim.leases.iter().map(|l| l.task).collect();
+    assert_eq!(ids.len(), 4, "each lease has its own task id");
+
+    let status = store.status(job).await.unwrap();
+    assert_eq!(status.pending, set("5..=10"));
+    assert_eq!(status.active, set("1..=4"));
+    assert_eq!(status.total(), 10);
+    assert!(!status.is_done());
+}
+
+pub async fn higher_priority_runs_first_then_the_oldest_job(store: impl Store) {
+    let old = runnable(&store, "1").await;
+    let newer = runnable(&store, "1").await;
+    let mut urgent = spec("1");
+    urgent.priority = Priority::HIGH;
+    let urgent = submit_runnable(&store, &urgent, b"module bytes").await;
+
+    let order: Vec<JobId> = [
+        claim_one(&store).await,
+        claim_one(&store).await,
+        claim_one(&store).await,
+    ]
+    .iter()
+    .map(|l| l.job)
+    .collect();
+    assert_eq!(order, [urgent, old, newer]);
+
+    let listed: Vec<JobId> = store.list().await.unwrap().iter().map(|s| s.id).collect();
+    assert_eq!(listed, [urgent, old, newer]);
+    let default: Vec<JobId> = store
+        .list_by_priority(Priority::DEFAULT)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(default, [old, newer]);
+}
+
+pub async fn max_concurrency_caps_a_job_and_lets_others_run(store: impl Store) {
+    let mut capped = spec("1..=10");
+    capped.max_concurrency = Some(2);
+    capped.priority = Priority::HIGH;
+    let capped = submit_runnable(&store, &capped, b"module bytes").await;
+    let other = runnable(&store, "1..=10").await;
+
+    let first = claim(&store, 5).await.unwrap();
+    assert_eq!((first.job, first.leases.len()), (capped, 2));
+    let second = claim(&store, 5).await.unwrap();
+    assert_eq!(
+        second.job, other,
+        "the capped job is full; the next one runs"
+    );
+
+    assert_eq!(
+        report(
+            &store,
+            &first.leases[0],
+            Verdict::Success { result: vec![] }
+        )
+        .await,
+        Ack::Applied
+    );
+    let third = claim(&store, 5).await.unwrap();
+    assert_eq!(
+        (third.job, third.leases.len()),
+        (capped, 1),
+        "one slot was freed"
+    );
+}
+
+pub async fn success_keeps_the_result_log_and_worker(store: impl Store) {
+    let job = runnable(&store, "5").await;
+    let me = worker("host-a");
+    let lease = store
+        .next(&me, 1, NO_WAIT)
+        .await
+        .unwrap()
+        .unwrap()
+        .leases
+        .remove(0);
+    let active = store.info(job, 5).await.unwrap();
+    assert_eq!(active.state, Some(TaskState::Active));
+    assert_eq!(
+        active.worker.as_ref().map(|w| w.hostname.as_str()),
+        Some("host-a")
+    );
+    assert_eq!(active.task_id, Some(lease.task));
+    assert!(active.deadline.is_some());
+
+    let ack = report(
+        &store,
+        &lease,
+        Verdict::Success {
+            result: b"42\n".to_vec(),
+        },
+    )
+    .await;
+    assert_eq!(ack, Ack::Applied);
+    let info = store.info(job, 5).await.unwrap();
+    assert_eq!(info.state, Some(TaskState::Succeeded));
+    assert_eq!(info.result.as_deref(), Some(&b"42\n"[..]));
+    assert_eq!(info.log.as_deref(), Some(&b"the log"[..]));
+    assert_eq!((info.attempts, info.failures), (1, 0));
+    assert_eq!(info.worker, Some(me));
+    assert!(info.finished_at.is_some());
+    let status = store.status(job).await.unwrap();
+    assert_eq!(status.succeeded, set("5"));
+    assert!(status.is_done());
+}
+
+pub async fn errors_are_retried_until_retries_run_out(store: impl Store) {
+    let mut spec = spec("1");
+    spec.max_retries = 2;
+    let job = submit_runnable(&store, &spec, b"module bytes").await;
+    for attempt in 1..=3 {
+        let lease = claim_one(&store).await;
+        assert_eq!(lease.attempt, attempt);
+        assert_eq!(
+            report(&store, &lease, error(&format!("failure {attempt}"))).await,
+            Ack::Applied
+        );
+    }
+    assert!(claim(&store, 1).await.is_none(), "no retries left");
+    let info = store.info(job, 1).await.unwrap();
+    assert_eq!(info.state, Some(TaskState::Failed));
+    assert_eq!((info.attempts, info.failures), (3, 3));
+    assert_eq!(info.last_error.as_deref(), Some("failure 3"));
+    assert_eq!(store.status(job).await.unwrap().failed, set("1"));
+}
+
+pub async fn fatal_is_never_retried(store: impl Store) {
+    let job = runnable(&store, "1..=2").await;
+    let lease = claim_one(&store).await;
+    let fatal = Verdict::Fatal {
+        reason: "bad input".into(),
+    };
+    assert_eq!(report(&store, &lease, fatal).await, Ack::Applied);
+    let info = store.info(job, 1).await.unwrap();
+    assert_eq!(info.state, Some(TaskState::Failed));
+    assert_eq!((info.attempts, info.failures), (1, 1));
+    assert_eq!(info.last_error.as_deref(), Some("bad input"));
+    assert_eq!(
+        claim_one(&store).await.value,
+        2,
+        "value 1 is not claimed again"
+    );
+}
+
+pub async fn requeue_returns_a_task_without_counting_a_failure(store: impl Store) {
+    let job = runnable(&store, "1").await;
+    let lease = claim_one(&store).await;
+    assert_eq!(report(&store, &lease, Verdict::Requeue).await, Ack::Applied);
+    let info = store.info(job, 1).await.unwrap();
+    assert_eq!(info.state, Some(TaskState::Pending));
+    assert_eq!(info.failures, 0);
+    let again = claim_one(&store).await;
+    assert_eq!(again.value, 1);
+    assert_ne!(again.task, lease.task);
+}
+
+pub async fn reports_with_a_stale_task_id_are_refused(store: impl Store) {
+    let job = runnable(&store, "1").await;
+    let lease = claim_one(&store).await;
+    let forged = Lease {
+        task: TaskId::generate(),
+        ..lease.clone()
+    };
+    assert_eq!(
+        report(
+            &store,
+            &forged,
+            Verdict::Success {
+                result: b"forged".to_vec()
+            }
+        )
+        .await,
+        Ack::StaleLease
+    );
+    assert_eq!(
+        store.heartbeat(&forged, None).await.unwrap(),
+        Heartbeat::Stop
+    );
+    assert_eq!(
+        store.info(job, 1).await.unwrap().state,
+        Some(TaskState::Active)
+    );
+
+    assert_eq!(
+        report(
+            &store,
+            &lease,
+            Verdict::Success {
+                result: b"real".to_vec()
+            }
+        )
+        .await,
+        Ack::Applied
+    );
+    // The same report again is refused, and does not change the result.
+    assert_eq!(
+        report(
+            &store,
+            &lease,
+            Verdict::Success {
+                result: b"again".to_vec()
+            }
+        )
+        .await,
+        Ack::StaleLease
+    );
+    assert_eq!(report(&store, &lease, error("late")).await, Ack::StaleLease);
+    let info = store.info(job, 1).await.unwrap();
+    assert_eq!(info.result.as_deref(), Some(&b"real"[..]));
+    assert_eq!(info.failures, 0);
+}
+
+pub async fn heartbeats_renew_the_lease_and_carry_progress(store: impl Store) {
+    let job = runnable(&store, "1").await;
+    let lease = claim_one(&store).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let Heartbeat::Continue { deadline } = store.heartbeat(&lease, Some(b"50%")).await.unwrap()
+    else {
+        panic!("a current lease is renewed");
+    };
+    assert!(
+        deadline > lease.deadline,
+        "{deadline} <= {}",
+        lease.deadline
+    );
+    let info = store.info(job, 1).await.unwrap();
+    assert_eq!(info.progress.as_deref(), Some(&b"50%"[..]));
+    assert_eq!(info.deadline, Some(deadline));
+}
+
+pub async fn expired_leases_are_reaped_and_their_reports_refused(store: impl Store) {
+    let mut spec = spec("1..=2");
+    spec.max_retries = 1;
+    let job = submit_runnable(&store, &spec, b"module bytes").await;
+    let first = claim(&store, 2).await.unwrap().leases;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let reaped = store.reap().await.unwrap();
+    assert_eq!((reaped.requeued, reaped.failed), (2, 0));
+    assert_eq!(store.reap().await.unwrap().requeued, 0, "reaped once");
+
+    let info = store.info(job, 1).await.unwrap();
+    assert_eq!(info.state, Some(TaskState::Pending));
+    assert_eq!(info.failures, 1);
+    assert!(info.last_error.unwrap().contains("lease expired"));
+    assert_eq!(
+        report(&store, &first[0], Verdict::Success { result: vec![] }).await,
+        Ack::StaleLease
+    );
+    assert_eq!(
+        store.heartbeat(&first[1], None).await.unwrap(),
+        Heartbeat::Stop
+    );
+
+    // The second expiry spends the last retry.
+    let second = claim(&store, 2).await.unwrap().leases;
+    assert!(second.iter().all(|l| l.attempt == 2));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let reaped = store.reap().await.unwrap();
+    assert_eq!((reaped.requeued, reaped.failed), (0, 2));
+    assert_eq!(store.status(job).await.unwrap().failed, set("1..=2"));
+}
+
+pub async fn a_deleted_job_is_gone_and_its_workers_are_told_to_stop(store: impl Store) {
+    let job = runnable(&store, "1..=3").await;
+    let lease = claim_one(&store).await;
+    store.delete(job).await.unwrap();
+    assert!(matches!(store.status(job).await, Err(StorageError::UnknownJob(id)) if id == job));
+    assert!(matches!(
+        store.describe(job).await,
+        Err(StorageError::UnknownJob(_))
+    ));
+    assert!(matches!(
+        store.info(job, 1).await,
+        Err(StorageError::UnknownJob(_))
+    ));
+    assert!(matches!(
+        store.delete(job).await,
+        Err(StorageError::UnknownJob(_))
+    ));
+    assert_eq!(
+        store.heartbeat(&lease, None).await.unwrap(),
+        Heartbeat::Stop
+    );
+    assert_eq!(
+        report(&store, &lease, Verdict::Success { result: vec![] }).await,
+        Ack::UnknownJob
+    );
+    assert!(claim(&store, 3).await.is_none());
+    assert!(store.list().await.unwrap().is_empty());
+}
+
+pub async fn describe_returns_the_spec_and_info_knows_the_range(store: impl Store) {
+    let mut spec = spec("0..10,20..30");
+    spec.metadata.insert("colour".into(), "blue".into());
+    spec.max_concurrency = Some(3);
+    let job = submit_runnable(&store, &spec, b"module bytes").await;
+    assert_eq!(store.describe(job).await.unwrap(), spec);
+    let info = store.info(job, 25).await.unwrap();
+    assert_eq!((info.state, info.attempts), (Some(TaskState::Pending), 0));
+    assert!(matches!(
+        store.info(job, 15).await,
+        Err(StorageError::UnknownValue { value: 15, .. })
+    ));
+}
+
+pub async fn an_invalid_spec_is_refused_naming_the_problem(store: impl Store) {
+    let mut spec = spec("1");
+    spec.lifetime = Duration::ZERO;
+    let refused = store.submit(&spec).await;
+    assert!(
+        matches!(refused, Err(StorageError::InvalidSpec(_))),
+        "{refused:?}"
+    );
+    assert!(refused.unwrap_err().to_string().contains("lifetime"));
+    assert!(store.list().await.unwrap().is_empty());
+}
+
+pub async fn a_huge_job_submits_as_one_interval(store: impl Store) {
+    let job = runnable(&store, "0..10000000").await;
+    let status = store.status(job).await.unwrap();
+    assert_eq!(status.pending.len(), 10_000_000);
+    assert_eq!(status.pending.interval_count(), 1);
+    let claim = claim(&store, 3).await.unwrap();
+    assert_eq!(
+        claim.leases.iter().map(|l| l.value).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    assert_eq!(store.status(job).await.unwrap().pending, set("3..10000000"));
+}
+
+pub async fn a_waiting_worker_wakes_when_work_arrives(store: impl Store + 'static) {
+    let store = std::sync::Arc::new(store);
+    let waiting = {
+        let store = std::sync::Arc::clone(&store);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let claim = store
+                .next(&worker("w"), 1, Duration::from_secs(30))
+                .await
+                .unwrap();
+            (claim, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let job = runnable(store.as_ref(), "1").await;
+    let (claim, waited) = waiting.await.unwrap();
+    assert_eq!(claim.map(|c| c.job), Some(job));
+    assert!(
+        waited < Duration::from_secs(30),
+        "it waited for the timeout, not the job"
+    );
+    assert!(
+        store
+            .next(&worker("w"), 1, Duration::from_millis(50))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// Instantiates every case for one backend. `$make` is an expression of a closure taking the
+/// lease time and returning a future of a fresh store.
+#[macro_export]
+macro_rules! conformance {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use super::*;
+
+            async fn store(lease: std::time::Duration) -> impl Store + 'static {
+                ($make)(lease).await
+            }
+
+            $crate::conformance!(@cases
+                a_job_runs_only_once_its_files_are_uploaded,
+                uploads_are_verified_against_the_manifest,
+                files_are_stored_once_and_shared_between_jobs,
+                a_claim_takes_a_batch_of_the_lowest_pending_values,
+                higher_priority_runs_first_then_the_oldest_job,
+                max_concurrency_caps_a_job_and_lets_others_run,
+                success_keeps_the_result_log_and_worker,
+                errors_are_retried_until_retries_run_out,
+                fatal_is_never_retried,
+                requeue_returns_a_task_without_counting_a_failure,
+                reports_with_a_stale_task_id_are_refused,
+                heartbeats_renew_the_lease_and_carry_progress,
+                a_deleted_job_is_gone_and_its_workers_are_told_to_stop,
+                describe_returns_the_spec_and_info_knows_the_range,
+                an_invalid_spec_is_refused_naming_the_problem,
+                a_huge_job_submits_as_one_interval,
+                a_waiting_worker_wakes_when_work_arrives,
+            );
+
+            #[tokio::test]
+            async fn expired_leases_are_reaped_and_their_reports_refused() {
+                $crate::storage::expired_leases_are_reaped_and_their_reports_refused(
+                    store(std::time::Duration::from_millis(200)).await,
+                )
+                .await;
+            }
+        }
+    };
+    (@cases $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                $crate::storage::$case(store(LONG_LEASE).await).await;
+            }
+        )*
+    };
+}
+
+conformance!(memory, |lease| async move {
+    wasmjob::storage::MemoryStore::with_lease_ttl(lease)
+});
