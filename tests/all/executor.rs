@@ -2,7 +2,6 @@
 //! file-system rules, through the library API.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tempfile::TempDir;
@@ -19,28 +18,18 @@ const LIMITS: TaskLimits = TaskLimits {
     log_cap: 64 << 10,
 };
 
-/// One executor for the whole file, its scratch directories under a root the tests can inspect.
+/// One executor for the whole file, with the behaviour guest compiled once.
 struct Shared {
     executor: Executor,
-    scratch_root: TempDir,
     behave: TaskModule,
 }
 
 fn shared() -> &'static Shared {
     static SHARED: OnceLock<Shared> = OnceLock::new();
     SHARED.get_or_init(|| {
-        let scratch_root = tempfile::tempdir().unwrap();
-        let executor = Executor::new(ExecutorConfig {
-            scratch_root: Some(scratch_root.path().to_path_buf()),
-            ..ExecutorConfig::default()
-        })
-        .unwrap();
+        let executor = Executor::new(ExecutorConfig::default()).unwrap();
         let behave = executor.compile(&guest_bytes("behave")).unwrap();
-        Shared {
-            executor,
-            scratch_root,
-            behave,
-        }
+        Shared { executor, behave }
     })
 }
 
@@ -395,18 +384,35 @@ async fn the_scratch_dir_is_writable_private_and_removed_afterwards() {
     let report = behave("ls:/scratch").await;
     assert_eq!(text(&report.result), "");
 
-    let left: Vec<_> = std::fs::read_dir(shared().scratch_root.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| is_scratch(p))
-        .collect();
-    // Tests in this file run concurrently; only a scratch dir of a running attempt may remain.
-    assert!(left.len() <= 8, "scratch dirs left behind: {left:?}");
-}
-
-fn is_scratch(path: &Path) -> bool {
-    path.file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with("wasmjob-scratch-"))
+    // An executor of its own, so that no other test's attempt is running in its scratch root.
+    let scratch_root = tempfile::tempdir().unwrap();
+    let executor = Executor::new(ExecutorConfig {
+        scratch_root: Some(scratch_root.path().to_path_buf()),
+        ..ExecutorConfig::default()
+    })
+    .unwrap();
+    let module = executor.compile(&guest_bytes("behave")).unwrap();
+    let job_dir = job_dir();
+    let metadata = BTreeMap::from([("do".to_string(), "write:/scratch/big.txt".to_string())]);
+    let attempt = Attempt {
+        job_id: "01JD3Q4G7TZ9N8V2K5X6Y1R0AB",
+        job_name: "scratch",
+        task_id: "01JD3Q4G7TZ9N8V2K5X6Y1R0AC",
+        value: 1,
+        attempt: 1,
+        script: "behave.wasm",
+        metadata: &metadata,
+        job_dir: job_dir.path(),
+        workdir: ".",
+        limits: LIMITS,
+    };
+    let report = executor
+        .run(&module, &attempt, &Arc::default())
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Success, "{}", text(&report.log));
+    let left: Vec<_> = std::fs::read_dir(scratch_root.path()).unwrap().collect();
+    assert!(left.is_empty(), "scratch left behind: {left:?}");
 }
 
 #[tokio::test]

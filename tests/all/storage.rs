@@ -1,8 +1,7 @@
 //! The storage conformance suite: the same cases, run against every backend.
 //!
 //! Each case is a generic function over a store; `conformance!` instantiates every case as a
-//! test for one backend, given an async expression that makes a fresh store whose leases last
-//! the given time.
+//! test for each backend: the embedded one, and Redis with a private `redis-server` per test.
 
 use std::time::{Duration, Instant};
 use ulid::Ulid;
@@ -109,7 +108,7 @@ fn set(text: &str) -> RangeSet {
     }
 }
 
-pub async fn a_job_runs_only_once_its_files_are_uploaded(store: impl Store) {
+pub async fn a_job_runs_only_once_its_files_are_uploaded(store: &impl Store) {
     let module = b"the module";
     let data = b"some data";
     let spec = spec_with(module, &[("data/in.txt", data)], "1..=3");
@@ -124,7 +123,7 @@ pub async fn a_job_runs_only_once_its_files_are_uploaded(store: impl Store) {
         .await
         .unwrap();
     assert!(
-        claim(&store, 1).await.is_none(),
+        claim(store, 1).await.is_none(),
         "runnable with a file missing"
     );
     store
@@ -132,7 +131,7 @@ pub async fn a_job_runs_only_once_its_files_are_uploaded(store: impl Store) {
         .await
         .unwrap();
     assert_eq!(store.status(submitted.id).await.unwrap().missing_files, 0);
-    let claim = claim(&store, 1).await.expect("runnable once uploaded");
+    let claim = claim(store, 1).await.expect("runnable once uploaded");
     assert_eq!(claim.job, submitted.id);
     assert_eq!(*claim.spec, spec);
 
@@ -140,7 +139,7 @@ pub async fn a_job_runs_only_once_its_files_are_uploaded(store: impl Store) {
     assert_eq!(store.download(&digest).await.unwrap(), data);
 }
 
-pub async fn uploads_are_verified_against_the_manifest(store: impl Store) {
+pub async fn uploads_are_verified_against_the_manifest(store: &impl Store) {
     let submitted = store.submit(&spec("1")).await.unwrap();
     let wrong = store
         .upload(submitted.id, &path("task.wasm"), b"other bytes")
@@ -171,19 +170,19 @@ pub async fn uploads_are_verified_against_the_manifest(store: impl Store) {
 
     // Nothing was accepted by the bad uploads: the job still waits for its module.
     assert_eq!(store.status(submitted.id).await.unwrap().missing_files, 1);
-    assert!(claim(&store, 1).await.is_none());
+    assert!(claim(store, 1).await.is_none());
 }
 
-pub async fn files_are_stored_once_and_shared_between_jobs(store: impl Store) {
-    runnable(&store, "1").await;
+pub async fn files_are_stored_once_and_shared_between_jobs(store: &impl Store) {
+    runnable(store, "1").await;
     let second = store.submit(&spec("1..=2")).await.unwrap();
     assert!(second.missing.is_empty(), "{:?}", second.missing);
     assert_eq!(store.status(second.id).await.unwrap().missing_files, 0);
 }
 
-pub async fn a_claim_takes_a_batch_of_the_lowest_pending_values(store: impl Store) {
-    let job = runnable(&store, "1..=10").await;
-    let claim = claim(&store, 4).await.unwrap();
+pub async fn a_claim_takes_a_batch_of_the_lowest_pending_values(store: &impl Store) {
+    let job = runnable(store, "1..=10").await;
+    let claim = claim(store, 4).await.unwrap();
     let values: Vec<u64> = claim.leases.iter().map(|l| l.value).collect();
     assert_eq!(values, [1, 2, 3, 4]);
     assert!(claim.leases.iter().all(|l| l.attempt == 1 && l.job == job));
@@ -197,17 +196,17 @@ pub async fn a_claim_takes_a_batch_of_the_lowest_pending_values(store: impl Stor
     assert!(!status.is_done());
 }
 
-pub async fn higher_priority_runs_first_then_the_oldest_job(store: impl Store) {
-    let old = runnable(&store, "1").await;
-    let newer = runnable(&store, "1").await;
+pub async fn higher_priority_runs_first_then_the_oldest_job(store: &impl Store) {
+    let old = runnable(store, "1").await;
+    let newer = runnable(store, "1").await;
     let mut urgent = spec("1");
     urgent.priority = Priority::HIGH;
-    let urgent = submit_runnable(&store, &urgent, b"module bytes").await;
+    let urgent = submit_runnable(store, &urgent, b"module bytes").await;
 
     let order: Vec<JobId> = [
-        claim_one(&store).await,
-        claim_one(&store).await,
-        claim_one(&store).await,
+        claim_one(store).await,
+        claim_one(store).await,
+        claim_one(store).await,
     ]
     .iter()
     .map(|l| l.job)
@@ -226,31 +225,26 @@ pub async fn higher_priority_runs_first_then_the_oldest_job(store: impl Store) {
     assert_eq!(default, [old, newer]);
 }
 
-pub async fn max_concurrency_caps_a_job_and_lets_others_run(store: impl Store) {
+pub async fn max_concurrency_caps_a_job_and_lets_others_run(store: &impl Store) {
     let mut capped = spec("1..=10");
     capped.max_concurrency = Some(2);
     capped.priority = Priority::HIGH;
-    let capped = submit_runnable(&store, &capped, b"module bytes").await;
-    let other = runnable(&store, "1..=10").await;
+    let capped = submit_runnable(store, &capped, b"module bytes").await;
+    let other = runnable(store, "1..=10").await;
 
-    let first = claim(&store, 5).await.unwrap();
+    let first = claim(store, 5).await.unwrap();
     assert_eq!((first.job, first.leases.len()), (capped, 2));
-    let second = claim(&store, 5).await.unwrap();
+    let second = claim(store, 5).await.unwrap();
     assert_eq!(
         second.job, other,
         "the capped job is full; the next one runs"
     );
 
     assert_eq!(
-        report(
-            &store,
-            &first.leases[0],
-            Verdict::Success { result: vec![] }
-        )
-        .await,
+        report(store, &first.leases[0], Verdict::Success { result: vec![] }).await,
         Ack::Applied
     );
-    let third = claim(&store, 5).await.unwrap();
+    let third = claim(store, 5).await.unwrap();
     assert_eq!(
         (third.job, third.leases.len()),
         (capped, 1),
@@ -258,8 +252,8 @@ pub async fn max_concurrency_caps_a_job_and_lets_others_run(store: impl Store) {
     );
 }
 
-pub async fn success_keeps_the_result_log_and_worker(store: impl Store) {
-    let job = runnable(&store, "5").await;
+pub async fn success_keeps_the_result_log_and_worker(store: &impl Store) {
+    let job = runnable(store, "5").await;
     let me = worker("host-a");
     let lease = store
         .next(&me, 1, NO_WAIT)
@@ -278,7 +272,7 @@ pub async fn success_keeps_the_result_log_and_worker(store: impl Store) {
     assert!(active.deadline.is_some());
 
     let ack = report(
-        &store,
+        store,
         &lease,
         Verdict::Success {
             result: b"42\n".to_vec(),
@@ -298,19 +292,19 @@ pub async fn success_keeps_the_result_log_and_worker(store: impl Store) {
     assert!(status.is_done());
 }
 
-pub async fn errors_are_retried_until_retries_run_out(store: impl Store) {
+pub async fn errors_are_retried_until_retries_run_out(store: &impl Store) {
     let mut spec = spec("1");
     spec.max_retries = 2;
-    let job = submit_runnable(&store, &spec, b"module bytes").await;
+    let job = submit_runnable(store, &spec, b"module bytes").await;
     for attempt in 1..=3 {
-        let lease = claim_one(&store).await;
+        let lease = claim_one(store).await;
         assert_eq!(lease.attempt, attempt);
         assert_eq!(
-            report(&store, &lease, error(&format!("failure {attempt}"))).await,
+            report(store, &lease, error(&format!("failure {attempt}"))).await,
             Ack::Applied
         );
     }
-    assert!(claim(&store, 1).await.is_none(), "no retries left");
+    assert!(claim(store, 1).await.is_none(), "no retries left");
     let info = store.info(job, 1).await.unwrap();
     assert_eq!(info.state, Some(TaskState::Failed));
     assert_eq!((info.attempts, info.failures), (3, 3));
@@ -318,46 +312,46 @@ pub async fn errors_are_retried_until_retries_run_out(store: impl Store) {
     assert_eq!(store.status(job).await.unwrap().failed, set("1"));
 }
 
-pub async fn fatal_is_never_retried(store: impl Store) {
-    let job = runnable(&store, "1..=2").await;
-    let lease = claim_one(&store).await;
+pub async fn fatal_is_never_retried(store: &impl Store) {
+    let job = runnable(store, "1..=2").await;
+    let lease = claim_one(store).await;
     let fatal = Verdict::Fatal {
         reason: "bad input".into(),
     };
-    assert_eq!(report(&store, &lease, fatal).await, Ack::Applied);
+    assert_eq!(report(store, &lease, fatal).await, Ack::Applied);
     let info = store.info(job, 1).await.unwrap();
     assert_eq!(info.state, Some(TaskState::Failed));
     assert_eq!((info.attempts, info.failures), (1, 1));
     assert_eq!(info.last_error.as_deref(), Some("bad input"));
     assert_eq!(
-        claim_one(&store).await.value,
+        claim_one(store).await.value,
         2,
         "value 1 is not claimed again"
     );
 }
 
-pub async fn requeue_returns_a_task_without_counting_a_failure(store: impl Store) {
-    let job = runnable(&store, "1").await;
-    let lease = claim_one(&store).await;
-    assert_eq!(report(&store, &lease, Verdict::Requeue).await, Ack::Applied);
+pub async fn requeue_returns_a_task_without_counting_a_failure(store: &impl Store) {
+    let job = runnable(store, "1").await;
+    let lease = claim_one(store).await;
+    assert_eq!(report(store, &lease, Verdict::Requeue).await, Ack::Applied);
     let info = store.info(job, 1).await.unwrap();
     assert_eq!(info.state, Some(TaskState::Pending));
     assert_eq!(info.failures, 0);
-    let again = claim_one(&store).await;
+    let again = claim_one(store).await;
     assert_eq!(again.value, 1);
     assert_ne!(again.task, lease.task);
 }
 
-pub async fn reports_with_a_stale_task_id_are_refused(store: impl Store) {
-    let job = runnable(&store, "1").await;
-    let lease = claim_one(&store).await;
+pub async fn reports_with_a_stale_task_id_are_refused(store: &impl Store) {
+    let job = runnable(store, "1").await;
+    let lease = claim_one(store).await;
     let forged = Lease {
         task: TaskId::generate(),
         ..lease.clone()
     };
     assert_eq!(
         report(
-            &store,
+            store,
             &forged,
             Verdict::Success {
                 result: b"forged".to_vec()
@@ -377,7 +371,7 @@ pub async fn reports_with_a_stale_task_id_are_refused(store: impl Store) {
 
     assert_eq!(
         report(
-            &store,
+            store,
             &lease,
             Verdict::Success {
                 result: b"real".to_vec()
@@ -389,7 +383,7 @@ pub async fn reports_with_a_stale_task_id_are_refused(store: impl Store) {
     // The same report again is refused, and does not change the result.
     assert_eq!(
         report(
-            &store,
+            store,
             &lease,
             Verdict::Success {
                 result: b"again".to_vec()
@@ -398,15 +392,15 @@ pub async fn reports_with_a_stale_task_id_are_refused(store: impl Store) {
         .await,
         Ack::StaleLease
     );
-    assert_eq!(report(&store, &lease, error("late")).await, Ack::StaleLease);
+    assert_eq!(report(store, &lease, error("late")).await, Ack::StaleLease);
     let info = store.info(job, 1).await.unwrap();
     assert_eq!(info.result.as_deref(), Some(&b"real"[..]));
     assert_eq!(info.failures, 0);
 }
 
-pub async fn heartbeats_renew_the_lease_and_carry_progress(store: impl Store) {
-    let job = runnable(&store, "1").await;
-    let lease = claim_one(&store).await;
+pub async fn heartbeats_renew_the_lease_and_carry_progress(store: &impl Store) {
+    let job = runnable(store, "1").await;
+    let lease = claim_one(store).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     let Heartbeat::Continue { deadline } = store.heartbeat(&lease, Some(b"50%")).await.unwrap()
     else {
@@ -422,11 +416,11 @@ pub async fn heartbeats_renew_the_lease_and_carry_progress(store: impl Store) {
     assert_eq!(info.deadline, Some(deadline));
 }
 
-pub async fn expired_leases_are_reaped_and_their_reports_refused(store: impl Store) {
+pub async fn expired_leases_are_reaped_and_their_reports_refused(store: &impl Store) {
     let mut spec = spec("1..=2");
     spec.max_retries = 1;
-    let job = submit_runnable(&store, &spec, b"module bytes").await;
-    let first = claim(&store, 2).await.unwrap().leases;
+    let job = submit_runnable(store, &spec, b"module bytes").await;
+    let first = claim(store, 2).await.unwrap().leases;
     tokio::time::sleep(Duration::from_millis(400)).await;
     let reaped = store.reap().await.unwrap();
     assert_eq!((reaped.requeued, reaped.failed), (2, 0));
@@ -437,7 +431,7 @@ pub async fn expired_leases_are_reaped_and_their_reports_refused(store: impl Sto
     assert_eq!(info.failures, 1);
     assert!(info.last_error.unwrap().contains("lease expired"));
     assert_eq!(
-        report(&store, &first[0], Verdict::Success { result: vec![] }).await,
+        report(store, &first[0], Verdict::Success { result: vec![] }).await,
         Ack::StaleLease
     );
     assert_eq!(
@@ -446,7 +440,7 @@ pub async fn expired_leases_are_reaped_and_their_reports_refused(store: impl Sto
     );
 
     // The second expiry spends the last retry.
-    let second = claim(&store, 2).await.unwrap().leases;
+    let second = claim(store, 2).await.unwrap().leases;
     assert!(second.iter().all(|l| l.attempt == 2));
     tokio::time::sleep(Duration::from_millis(400)).await;
     let reaped = store.reap().await.unwrap();
@@ -454,9 +448,9 @@ pub async fn expired_leases_are_reaped_and_their_reports_refused(store: impl Sto
     assert_eq!(store.status(job).await.unwrap().failed, set("1..=2"));
 }
 
-pub async fn a_deleted_job_is_gone_and_its_workers_are_told_to_stop(store: impl Store) {
-    let job = runnable(&store, "1..=3").await;
-    let lease = claim_one(&store).await;
+pub async fn a_deleted_job_is_gone_and_its_workers_are_told_to_stop(store: &impl Store) {
+    let job = runnable(store, "1..=3").await;
+    let lease = claim_one(store).await;
     store.delete(job).await.unwrap();
     assert!(matches!(store.status(job).await, Err(StorageError::UnknownJob(id)) if id == job));
     assert!(matches!(
@@ -476,18 +470,18 @@ pub async fn a_deleted_job_is_gone_and_its_workers_are_told_to_stop(store: impl 
         Heartbeat::Stop
     );
     assert_eq!(
-        report(&store, &lease, Verdict::Success { result: vec![] }).await,
+        report(store, &lease, Verdict::Success { result: vec![] }).await,
         Ack::UnknownJob
     );
-    assert!(claim(&store, 3).await.is_none());
+    assert!(claim(store, 3).await.is_none());
     assert!(store.list().await.unwrap().is_empty());
 }
 
-pub async fn describe_returns_the_spec_and_info_knows_the_range(store: impl Store) {
+pub async fn describe_returns_the_spec_and_info_knows_the_range(store: &impl Store) {
     let mut spec = spec("0..10,20..30");
     spec.metadata.insert("colour".into(), "blue".into());
     spec.max_concurrency = Some(3);
-    let job = submit_runnable(&store, &spec, b"module bytes").await;
+    let job = submit_runnable(store, &spec, b"module bytes").await;
     assert_eq!(store.describe(job).await.unwrap(), spec);
     let info = store.info(job, 25).await.unwrap();
     assert_eq!((info.state, info.attempts), (Some(TaskState::Pending), 0));
@@ -497,7 +491,7 @@ pub async fn describe_returns_the_spec_and_info_knows_the_range(store: impl Stor
     ));
 }
 
-pub async fn an_invalid_spec_is_refused_naming_the_problem(store: impl Store) {
+pub async fn an_invalid_spec_is_refused_naming_the_problem(store: &impl Store) {
     let mut spec = spec("1");
     spec.lifetime = Duration::ZERO;
     let refused = store.submit(&spec).await;
@@ -509,12 +503,12 @@ pub async fn an_invalid_spec_is_refused_naming_the_problem(store: impl Store) {
     assert!(store.list().await.unwrap().is_empty());
 }
 
-pub async fn a_huge_job_submits_as_one_interval(store: impl Store) {
-    let job = runnable(&store, "0..10000000").await;
+pub async fn a_huge_job_submits_as_one_interval(store: &impl Store) {
+    let job = runnable(store, "0..10000000").await;
     let status = store.status(job).await.unwrap();
     assert_eq!(status.pending.len(), 10_000_000);
     assert_eq!(status.pending.interval_count(), 1);
-    let claim = claim(&store, 3).await.unwrap();
+    let claim = claim(store, 3).await.unwrap();
     assert_eq!(
         claim.leases.iter().map(|l| l.value).collect::<Vec<_>>(),
         [0, 1, 2]
@@ -522,22 +516,20 @@ pub async fn a_huge_job_submits_as_one_interval(store: impl Store) {
     assert_eq!(store.status(job).await.unwrap().pending, set("3..10000000"));
 }
 
-pub async fn a_waiting_worker_wakes_when_work_arrives(store: impl Store + 'static) {
-    let store = std::sync::Arc::new(store);
-    let waiting = {
-        let store = std::sync::Arc::clone(&store);
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let claim = store
-                .next(&worker("w"), 1, Duration::from_secs(30))
-                .await
-                .unwrap();
-            (claim, started.elapsed())
-        })
+pub async fn a_waiting_worker_wakes_when_work_arrives(store: &impl Store) {
+    let waiting = async {
+        let started = Instant::now();
+        let claim = store
+            .next(&worker("w"), 1, Duration::from_secs(30))
+            .await
+            .unwrap();
+        (claim, started.elapsed())
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let job = runnable(store.as_ref(), "1").await;
-    let (claim, waited) = waiting.await.unwrap();
+    let submitting = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        runnable(store, "1").await
+    };
+    let ((claim, waited), job) = tokio::join!(waiting, submitting);
     assert_eq!(claim.map(|c| c.job), Some(job));
     assert!(
         waited < Duration::from_secs(30),
@@ -552,19 +544,15 @@ pub async fn a_waiting_worker_wakes_when_work_arrives(store: impl Store + 'stati
     );
 }
 
-/// Instantiates every case for one backend. `$make` is an expression of a closure taking the
-/// lease time and returning a future of a fresh store.
-#[macro_export]
+/// Instantiates every case as a test for one backend. `$make` is a closure taking the lease time
+/// and returning a future of `(guard, store)`: the guard (a server, say) lives as long as the
+/// test.
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
             use super::*;
 
-            async fn store(lease: std::time::Duration) -> impl Store + 'static {
-                ($make)(lease).await
-            }
-
-            $crate::conformance!(@cases
+            conformance!(@cases $make;
                 a_job_runs_only_once_its_files_are_uploaded,
                 uploads_are_verified_against_the_manifest,
                 files_are_stored_once_and_shared_between_jobs,
@@ -586,23 +574,32 @@ macro_rules! conformance {
 
             #[tokio::test]
             async fn expired_leases_are_reaped_and_their_reports_refused() {
-                $crate::storage::expired_leases_are_reaped_and_their_reports_refused(
-                    store(std::time::Duration::from_millis(200)).await,
-                )
-                .await;
+                let (_guard, store) = ($make)(Duration::from_millis(200)).await;
+                super::expired_leases_are_reaped_and_their_reports_refused(&store).await;
             }
         }
     };
-    (@cases $($case:ident),* $(,)?) => {
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test]
             async fn $case() {
-                $crate::storage::$case(store(LONG_LEASE).await).await;
+                let (_guard, store) = ($make)(LONG_LEASE).await;
+                super::$case(&store).await;
             }
         )*
     };
 }
 
 conformance!(memory, |lease| async move {
-    wasmjob::storage::MemoryStore::with_lease_ttl(lease)
+    ((), wasmjob::storage::MemoryStore::with_lease_ttl(lease))
+});
+
+conformance!(redis, |lease| async move {
+    let server = wasmjob_test_support::RedisServer::start();
+    let mut config = wasmjob::storage::RedisConfig::new(server.url());
+    config.lease_ttl = lease;
+    let store = wasmjob::storage::RedisStore::connect(&config)
+        .await
+        .unwrap();
+    (server, store)
 });

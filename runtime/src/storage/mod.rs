@@ -18,8 +18,10 @@
 //! the on-disk blob cache of a worker host.
 
 mod memory;
+mod redis;
 
-pub use memory::MemoryStore;
+pub use self::memory::{DEFAULT_LEASE_TTL, MemoryStore};
+pub use self::redis::{DEFAULT_PREFIX, DEFAULT_URL, RedisConfig, RedisStore};
 
 use crate::manifest::{ContentMismatch, Digest, ManifestPath};
 use crate::range::RangeSet;
@@ -346,6 +348,15 @@ pub enum StorageError {
         /// What was given.
         input: String,
     },
+    /// The backend cannot be reached (refused, timed out, the connection dropped): the request
+    /// may succeed when retried.
+    #[error("cannot reach {url}: {reason}")]
+    Unreachable {
+        /// The backend's address.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The backend failed (connection lost, a server error): the request may be retried.
     #[error("storage backend: {0}")]
     Backend(String),
@@ -355,7 +366,10 @@ impl StorageError {
     /// Whether the same request may succeed if retried later (a passing backend fault), as
     /// opposed to a request that is wrong in itself.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StorageError::Backend(_))
+        matches!(
+            self,
+            StorageError::Backend(_) | StorageError::Unreachable { .. }
+        )
     }
 }
 

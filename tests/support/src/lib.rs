@@ -47,3 +47,113 @@ pub fn command(body: &str) -> Vec<u8> {
              (func (export "_start") {body}))"#
     ))
 }
+
+/// A private `redis-server` for one test: on a free loopback port, with its data in a temporary
+/// directory, stopped (by its process id) when dropped. It never touches any other server.
+pub struct RedisServer {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts a server with test settings: no snapshots, no append-only file.
+    pub fn start() -> Self {
+        Self::start_with(&["--save", "", "--appendonly", "no"])
+    }
+
+    /// Starts a server with extra `redis-server` arguments (e.g. `["--appendonly", "yes"]`).
+    pub fn start_with(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory for redis");
+        Self::start_in(dir, args)
+    }
+
+    /// Starts a server that keeps its data in `dir`, as a restart of an earlier one would.
+    pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Self {
+        let port = free_port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--daemonize",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["--logfile", "redis.log"])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect(
+                "redis-server is not installed: run scripts/test, or apt-get install redis-server",
+            );
+        let server = RedisServer { child, port, dir };
+        server.wait_until_ready();
+        server
+    }
+
+    /// The URL to connect to it.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Its process id, for tests that stop or pause it.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its data directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Sends one command and returns the raw reply line, for inspecting the server from tests.
+    pub fn command(&self, args: &[&str]) -> String {
+        use std::io::{BufRead, BufReader, Write};
+        let stream =
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connecting to redis");
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        (&stream)
+            .write_all(request.as_bytes())
+            .expect("writing to redis");
+        let mut line = String::new();
+        BufReader::new(&stream)
+            .read_line(&mut line)
+            .expect("reading from redis");
+        line.trim_end().to_owned()
+    }
+
+    fn wait_until_ready(&self) {
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_secs(10) {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && self.command(&["PING"]) == "+PONG"
+            {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let log = std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
+        panic!("redis-server on port {} did not start:\n{log}", self.port);
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("binding a free loopback port")
+}

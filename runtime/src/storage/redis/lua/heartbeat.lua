@@ -1,0 +1,20 @@
+-- heartbeat: renews a lease and records the latest progress.
+-- KEYS: the job's keys
+-- ARGV[1] value, ARGV[2] task id, ARGV[3] lease time (ms), ARGV[4] progress (optional)
+-- Returns the new deadline (ms), or -1 when the attempt must stop (the lease is no longer
+-- current, or the job was deleted).
+local lease = redis.call('HGET', KEYS[K_ACTIVE], ARGV[1])
+if not lease then
+  return -1
+end
+local task, attempt = string.match(lease, '^(%S+) (%S+)')
+if task ~= ARGV[2] then
+  return -1
+end
+local deadline = now_ms() + tonumber(ARGV[3])
+redis.call('HSET', KEYS[K_ACTIVE], ARGV[1], task .. ' ' .. attempt .. ' ' .. num(deadline))
+redis.call('ZADD', KEYS[K_DEADLINES], deadline, ARGV[1])
+if ARGV[4] then
+  redis.call('HSET', KEYS[K_PROGRESS], ARGV[1], ARGV[4])
+end
+return deadline

@@ -1,0 +1,29 @@
+-- info: everything known about one value, read at one instant.
+-- KEYS: the job's keys
+-- ARGV[1] the value
+-- Returns {} when the job does not exist, else {state, record JSON or false, lease or false,
+-- result or false, log or false, progress or false}; state is 'active', 'succeeded', 'failed'
+-- or 'pending' (the caller checks that the value is in the job's range).
+local s = redis.call('HMGET', KEYS[K_STATE], 'succeeded', 'failed')
+if not s[1] then
+  return {}
+end
+local field = ARGV[1]
+local value = tonumber(field)
+local lease = redis.call('HGET', KEYS[K_ACTIVE], field)
+local state = 'pending'
+if lease then
+  state = 'active'
+elseif set_contains(decode_set(s[1]), value) then
+  state = 'succeeded'
+elseif set_contains(decode_set(s[2]), value) then
+  state = 'failed'
+end
+return {
+  state,
+  redis.call('HGET', KEYS[K_TASKS], field),
+  lease,
+  redis.call('HGET', KEYS[K_RESULTS], field),
+  redis.call('HGET', KEYS[K_LOGS], field),
+  redis.call('HGET', KEYS[K_PROGRESS], field),
+}

@@ -1,0 +1,165 @@
+-- Shared by every wasmjob script; prepended to each when it is loaded.
+--
+-- Every per-job script receives the same KEYS, all under the job's hash tag {<job id>}:
+--   KEYS[1] spec       STRING  the job spec as submitted (JSON)
+--   KEYS[2] state      HASH    pending, succeeded, failed (interval sets), max_retries,
+--                              max_concurrency (0 = none), priority, name, submitted_at
+--   KEYS[3] missing    SET     manifest paths whose bytes are not uploaded yet
+--   KEYS[4] active     HASH    value -> "<task id> <attempt> <deadline ms>"
+--   KEYS[5] deadlines  ZSET    value scored by its lease deadline (ms)
+--   KEYS[6] tasks      HASH    value -> JSON record: attempts, failures, worker, task_id,
+--                              started_at, finished_at, last_error
+--   KEYS[7] results    HASH    value -> result bytes
+--   KEYS[8] logs       HASH    value -> log bytes
+--   KEYS[9] progress   HASH    value -> latest progress bytes
+--
+-- Interval sets are strings of space-separated numbers "s1 e1 s2 e2 ..." (inclusive, sorted,
+-- disjoint, non-adjacent); in Lua, flat arrays {s1, e1, s2, e2, ...}. Values stay below 2^53,
+-- so Lua's doubles hold them exactly; they are always formatted with %.0f, never tostring.
+
+local K_SPEC, K_STATE, K_MISSING, K_ACTIVE, K_DEADLINES = 1, 2, 3, 4, 5
+local K_TASKS, K_RESULTS, K_LOGS, K_PROGRESS = 6, 7, 8, 9
+
+local function num(x)
+  return string.format('%.0f', x)
+end
+
+-- Milliseconds on Redis's clock: every lease is judged on this one clock.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function decode_set(text)
+  local set = {}
+  if text then
+    for n in string.gmatch(text, '%S+') do
+      set[#set + 1] = tonumber(n)
+    end
+  end
+  return set
+end
+
+local function encode_set(set)
+  local out = {}
+  for i = 1, #set do
+    out[i] = num(set[i])
+  end
+  return table.concat(out, ' ')
+end
+
+local function set_contains(set, v)
+  for i = 1, #set, 2 do
+    if v < set[i] then
+      return false
+    end
+    if v <= set[i + 1] then
+      return true
+    end
+  end
+  return false
+end
+
+local function set_insert(set, v)
+  local n = #set
+  local i = 1
+  while i <= n and set[i + 1] < v - 1 do
+    i = i + 2
+  end
+  if i > n then
+    set[n + 1] = v
+    set[n + 2] = v
+  elseif set[i] <= v and v <= set[i + 1] then
+    return
+  elseif set[i + 1] == v - 1 then
+    set[i + 1] = v
+    if i + 2 <= n and set[i + 2] == v + 1 then
+      set[i + 1] = set[i + 3]
+      table.remove(set, i + 2)
+      table.remove(set, i + 2)
+    end
+  elseif set[i] == v + 1 then
+    set[i] = v
+  else
+    table.insert(set, i, v)
+    table.insert(set, i, v)
+  end
+end
+
+-- Removes and returns up to n of the lowest values.
+local function set_take_first(set, n)
+  local taken = {}
+  while n > 0 and #set > 0 do
+    local s, e = set[1], set[2]
+    local k = math.min(n, e - s + 1)
+    for v = s, s + k - 1 do
+      taken[#taken + 1] = v
+    end
+    n = n - k
+    if s + k > e then
+      table.remove(set, 1)
+      table.remove(set, 1)
+    else
+      set[1] = s + k
+    end
+  end
+  return taken
+end
+
+local function task_record(field)
+  local json = redis.call('HGET', KEYS[K_TASKS], field)
+  if json then
+    return cjson.decode(json)
+  end
+  return { attempts = 0, failures = 0 }
+end
+
+local function save_task_record(field, record)
+  redis.call('HSET', KEYS[K_TASKS], field, cjson.encode(record))
+end
+
+-- Ends the lease of `field`: it is no longer active.
+local function end_lease(field)
+  redis.call('HDEL', KEYS[K_ACTIVE], field)
+  redis.call('ZREM', KEYS[K_DEADLINES], field)
+end
+
+-- Counts a failed attempt of `value`; it goes back to pending while retries are left.
+-- Returns true when it went back to pending.
+local function fail_attempt(sets, value, reason, fatal, now)
+  local field = num(value)
+  local record = task_record(field)
+  record.failures = record.failures + 1
+  record.last_error = reason
+  local retry = not fatal and record.failures <= sets.max_retries
+  if retry then
+    set_insert(sets.pending, value)
+  else
+    record.finished_at = now
+    set_insert(sets.failed, value)
+  end
+  save_task_record(field, record)
+  return retry
+end
+
+local function load_sets()
+  local s = redis.call('HMGET', KEYS[K_STATE], 'pending', 'succeeded', 'failed', 'max_retries',
+    'max_concurrency')
+  return {
+    pending = decode_set(s[1]),
+    succeeded = decode_set(s[2]),
+    failed = decode_set(s[3]),
+    max_retries = tonumber(s[4]),
+    max_concurrency = tonumber(s[5]),
+  }
+end
+
+local function save_sets(sets)
+  redis.call('HSET', KEYS[K_STATE], 'pending', encode_set(sets.pending), 'succeeded',
+    encode_set(sets.succeeded), 'failed', encode_set(sets.failed))
+end
+
+-- Whether every value of the job is succeeded or failed.
+local function job_done(sets)
+  return #sets.pending == 0 and redis.call('HLEN', KEYS[K_ACTIVE]) == 0
+end

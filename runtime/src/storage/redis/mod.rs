@@ -1,0 +1,774 @@
+//! The distributed backend: the queue in Redis, shared by submitters and workers on any host.
+//!
+//! Every state change is one Lua script (see `scripts`), atomic, judged on Redis's clock. A
+//! job's values are interval sets, so a job of 10,000,000 values costs one short string to
+//! submit. Manifest files are blobs keyed by sha256, stored once and shared between jobs;
+//! uploads are checked against the manifest before a byte is sent and downloads are checked by
+//! the worker's cache. Idle workers wait on a pub/sub channel that scripts publish to when work
+//! appears, so a new job starts at once.
+//!
+//! Key layout: see `keys`. The layout keeps every per-job script within one cluster slot; this
+//! client speaks to a single Redis server.
+
+mod keys;
+mod scripts;
+
+use super::{
+    Ack, Claim, Heartbeat, JobId, JobStatus, Lease, Millis, Reaped, Report, StorageError,
+    Submitted, SubmitterStore, TaskId, TaskInfo, TaskState, Verdict, WorkerId, WorkerStore,
+};
+use crate::manifest::{Digest, ManifestPath};
+use crate::range::RangeSet;
+use crate::spec::{JobSpec, Priority};
+use futures_util::StreamExt;
+use keys::Keys;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisError, Script};
+use scripts::SCRIPTS;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OnceCell, watch};
+
+/// The Redis URL used when none is given.
+pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+
+/// The key prefix used when none is given.
+pub const DEFAULT_PREFIX: &str = "wasmjob";
+
+/// Manifest files are sent in pieces of this size.
+const UPLOAD_CHUNK: usize = 1 << 20;
+
+/// How many queued jobs one claim looks at before waiting for work.
+const CLAIM_CANDIDATES: isize = 32;
+
+/// How to reach the queue.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// The server, e.g. `redis://127.0.0.1:6379`.
+    pub url: String,
+    /// The prefix of every key, so that several queues can share one server.
+    pub prefix: String,
+    /// How long a lease lasts between heartbeats.
+    pub lease_ttl: Duration,
+    /// How long connecting, and each reply, may take before the server counts as unreachable.
+    pub timeout: Duration,
+}
+
+impl RedisConfig {
+    /// The defaults, for the server at `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisConfig {
+            url: url.into(),
+            prefix: DEFAULT_PREFIX.into(),
+            lease_ttl: super::DEFAULT_LEASE_TTL,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The queue in Redis. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct RedisStore {
+    url: String,
+    client: redis::Client,
+    con: ConnectionManager,
+    keys: Keys,
+    lease_ttl: Duration,
+    /// Specs never change once submitted, so each is read once.
+    specs: Mutex<HashMap<JobId, Arc<JobSpec>>>,
+    /// Started by the first claim: counts wake-ups published on the wake channel.
+    wake: OnceCell<WakeListener>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("url", &self.url)
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+struct WakeListener {
+    generation: Arc<watch::Sender<u64>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for WakeListener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A task's record as the scripts keep it.
+#[derive(Debug, Default, Deserialize)]
+struct TaskRecord {
+    #[serde(default)]
+    attempts: u32,
+    #[serde(default)]
+    failures: u32,
+    worker: Option<WorkerId>,
+    task_id: Option<String>,
+    started_at: Option<Millis>,
+    finished_at: Option<Millis>,
+    last_error: Option<String>,
+}
+
+impl RedisStore {
+    /// Connects to the server named in `config`; fails at once, naming it, if it cannot be
+    /// reached.
+    pub async fn connect(config: &RedisConfig) -> Result<Self, StorageError> {
+        if config.prefix.is_empty() || config.prefix.contains(['{', '}']) {
+            return Err(StorageError::Backend(format!(
+                "invalid key prefix {:?}: it must be non-empty and contain no braces",
+                config.prefix
+            )));
+        }
+        let unreachable = |e: RedisError| StorageError::Unreachable {
+            url: config.url.clone(),
+            reason: e.to_string(),
+        };
+        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
+            StorageError::Backend(format!("invalid Redis URL {:?}: {e}", config.url))
+        })?;
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout))
+            .set_number_of_retries(2);
+        let con = client
+            .get_connection_manager_with_config(manager)
+            .await
+            .map_err(unreachable)?;
+        Ok(RedisStore {
+            url: config.url.clone(),
+            client,
+            con,
+            keys: Keys::new(&config.prefix),
+            lease_ttl: config.lease_ttl,
+            specs: Mutex::default(),
+            wake: OnceCell::new(),
+        })
+    }
+
+    fn error(&self, e: RedisError) -> StorageError {
+        if e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+        {
+            StorageError::Unreachable {
+                url: self.url.clone(),
+                reason: e.to_string(),
+            }
+        } else {
+            StorageError::Backend(e.to_string())
+        }
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StorageError> {
+        cmd.query_async(&mut self.con.clone())
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        job: JobId,
+        args: &[&[u8]],
+    ) -> Result<T, StorageError> {
+        let mut invocation = script.prepare_invoke();
+        invocation.key(self.keys.job(job));
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        invocation
+            .invoke_async(&mut self.con.clone())
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    async fn publish_wake(&self, why: &str) -> Result<(), StorageError> {
+        self.query::<i64>(redis::cmd("PUBLISH").arg(self.keys.wake()).arg(why))
+            .await
+            .map(drop)
+    }
+
+    /// The job's spec, from the local cache or the server.
+    async fn spec(&self, job: JobId) -> Result<Arc<JobSpec>, StorageError> {
+        if let Some(spec) = self
+            .specs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&job)
+        {
+            return Ok(Arc::clone(spec));
+        }
+        let json: Option<String> = self
+            .query(redis::cmd("GET").arg(self.keys.spec(job)))
+            .await?;
+        let json = json.ok_or(StorageError::UnknownJob(job))?;
+        let spec: JobSpec = serde_json::from_str(&json).map_err(|e| {
+            StorageError::Backend(format!("the stored spec of job {job} is unreadable: {e}"))
+        })?;
+        let spec = Arc::new(spec);
+        self.specs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job, Arc::clone(&spec));
+        Ok(spec)
+    }
+
+    fn forget(&self, job: JobId) {
+        self.specs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&job);
+    }
+
+    /// Stores a blob unless it is there already. The bytes go to a temporary key first and are
+    /// renamed into place, so a blob key only ever holds a whole file.
+    async fn store_blob(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StorageError> {
+        let key = self.keys.blob(digest);
+        let exists: bool = self.query(redis::cmd("EXISTS").arg(&key)).await?;
+        if exists {
+            return Ok(());
+        }
+        let temp = format!("{key}:upload:{}", ulid::Ulid::new());
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg(&temp).arg(b"").ignore();
+        for chunk in bytes.chunks(UPLOAD_CHUNK) {
+            pipe.cmd("APPEND").arg(&temp).arg(chunk).ignore();
+        }
+        // An upload cut off half-way leaves nothing but this key, which expires.
+        pipe.cmd("EXPIRE").arg(&temp).arg(3600).ignore();
+        pipe.cmd("RENAME").arg(&temp).arg(&key).ignore();
+        pipe.query_async::<()>(&mut self.con.clone())
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Tries the queued jobs in order and claims from the first that has tasks to give.
+    async fn try_claim(&self, worker: &str, max: usize) -> Result<Option<Claim>, StorageError> {
+        let candidates: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGE")
+                    .arg(self.keys.queue())
+                    .arg(0)
+                    .arg(CLAIM_CANDIDATES - 1),
+            )
+            .await?;
+        let ttl = self.lease_ttl.as_millis().to_string();
+        for candidate in candidates {
+            let Ok(job) = candidate.parse::<JobId>() else {
+                continue;
+            };
+            let task_ids: Vec<String> = (0..max).map(|_| TaskId::generate().to_string()).collect();
+            let mut args: Vec<&[u8]> = vec![ttl.as_bytes(), worker.as_bytes()];
+            args.extend(task_ids.iter().map(|id| id.as_bytes()));
+            let reply: Vec<String> = self.run(&SCRIPTS.claim, job, &args).await?;
+            match reply.first().map(String::as_str) {
+                Some("ok") => {
+                    let leases = reply[1..]
+                        .chunks(4)
+                        .map(|lease| parse_lease(job, lease))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let spec = self.spec(job).await?;
+                    return Ok(Some(Claim { spec, job, leases }));
+                }
+                Some("done" | "gone") => {
+                    self.query::<i64>(
+                        redis::cmd("ZREM")
+                            .arg(self.keys.queue())
+                            .arg(job.to_string()),
+                    )
+                    .await?;
+                }
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// A receiver that changes whenever work may have appeared. The first call subscribes to
+    /// the wake channel and keeps a task listening, resubscribing after a lost connection.
+    async fn wake_receiver(&self) -> Result<watch::Receiver<u64>, StorageError> {
+        let listener = self
+            .wake
+            .get_or_try_init(|| async {
+                let channel = self.keys.wake();
+                let mut pubsub = self
+                    .client
+                    .get_async_pubsub()
+                    .await
+                    .map_err(|e| self.error(e))?;
+                pubsub
+                    .subscribe(&channel)
+                    .await
+                    .map_err(|e| self.error(e))?;
+                let generation = Arc::new(watch::Sender::new(0u64));
+                let task = tokio::spawn(listen_for_work(
+                    self.client.clone(),
+                    channel,
+                    pubsub,
+                    Arc::clone(&generation),
+                ));
+                Ok::<_, StorageError>(WakeListener { generation, task })
+            })
+            .await?;
+        Ok(listener.generation.subscribe())
+    }
+
+    fn job_score(priority: Priority) -> i64 {
+        -i64::from(priority.0)
+    }
+
+    async fn statuses(&self, ids: Vec<String>) -> Result<Vec<JobStatus>, StorageError> {
+        let mut statuses = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Ok(job) = id.parse::<JobId>() else {
+                continue;
+            };
+            match self.status(job).await {
+                Ok(status) => statuses.push(status),
+                // Deleted between the listing and now.
+                Err(StorageError::UnknownJob(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(statuses)
+    }
+}
+
+/// Forwards wake-ups to `generation` until aborted; resubscribes when the connection drops.
+async fn listen_for_work(
+    client: redis::Client,
+    channel: String,
+    mut pubsub: redis::aio::PubSub,
+    generation: Arc<watch::Sender<u64>>,
+) {
+    loop {
+        {
+            let mut messages = pubsub.on_message();
+            while messages.next().await.is_some() {
+                generation.send_modify(|g| *g += 1);
+            }
+        }
+        // Lost: wake everyone, so they look for work while we reconnect.
+        generation.send_modify(|g| *g += 1);
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if let Ok(mut fresh) = client.get_async_pubsub().await
+                && fresh.subscribe(&channel).await.is_ok()
+            {
+                pubsub = fresh;
+                break;
+            }
+        }
+    }
+}
+
+fn corrupt(what: &str) -> StorageError {
+    StorageError::Backend(format!("unexpected reply from Redis: {what}"))
+}
+
+fn parse_lease(job: JobId, fields: &[String]) -> Result<Lease, StorageError> {
+    let [value, task, attempt, deadline] = fields else {
+        return Err(corrupt("a lease of the wrong length"));
+    };
+    Ok(Lease {
+        job,
+        task: task.parse()?,
+        value: value.parse().map_err(|_| corrupt("a lease value"))?,
+        attempt: attempt.parse().map_err(|_| corrupt("a lease attempt"))?,
+        deadline: deadline.parse().map_err(|_| corrupt("a lease deadline"))?,
+    })
+}
+
+/// Reads an interval set as the scripts write it: `"s1 e1 s2 e2 ..."`.
+fn parse_set(text: &str) -> Result<RangeSet, StorageError> {
+    let numbers = text
+        .split_ascii_whitespace()
+        .map(|n| n.parse::<u64>().map_err(|_| corrupt("an interval set")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if numbers.len() % 2 != 0 || numbers.iter().any(|&n| n > crate::range::MAX_VALUE) {
+        return Err(corrupt("an interval set"));
+    }
+    Ok(RangeSet::from_intervals(
+        numbers.chunks(2).map(|p| (p[0], p[1])),
+    ))
+}
+
+/// Writes an interval set as the scripts read it.
+fn format_set(set: &RangeSet) -> String {
+    let mut text = String::new();
+    for (start, end) in set.intervals() {
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        text.push_str(&format!("{start} {end}"));
+    }
+    text
+}
+
+impl SubmitterStore for RedisStore {
+    async fn submit(&self, spec: &JobSpec) -> Result<Submitted, StorageError> {
+        spec.validate()?;
+        let job = JobId::generate();
+        // Which contents the server lacks: only those need uploading.
+        let mut by_digest: BTreeMap<Digest, Vec<&ManifestPath>> = BTreeMap::new();
+        for (path, entry) in spec.manifest.files() {
+            by_digest.entry(entry.sha256).or_default().push(path);
+        }
+        let mut pipe = redis::pipe();
+        for digest in by_digest.keys() {
+            pipe.cmd("EXISTS").arg(self.keys.blob(digest));
+        }
+        let present: Vec<bool> = pipe
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(|e| self.error(e))?;
+        let missing: Vec<ManifestPath> = by_digest
+            .values()
+            .zip(present)
+            .filter(|(_, present)| !present)
+            .flat_map(|(paths, _)| paths.iter().map(|p| (*p).clone()))
+            .collect();
+
+        let json = serde_json::to_string(spec).map_err(|e| StorageError::Backend(e.to_string()))?;
+        let pending = format_set(&spec.range);
+        let max_retries = spec.max_retries.to_string();
+        let max_concurrency = spec.max_concurrency.unwrap_or(0).to_string();
+        let priority = spec.priority.0.to_string();
+        let mut args: Vec<&[u8]> = vec![
+            json.as_bytes(),
+            pending.as_bytes(),
+            max_retries.as_bytes(),
+            max_concurrency.as_bytes(),
+            priority.as_bytes(),
+            spec.name.as_bytes(),
+        ];
+        args.extend(missing.iter().map(|p| p.as_str().as_bytes()));
+        let _submitted_at: Millis = self.run(&SCRIPTS.submit, job, &args).await?;
+
+        let score = Self::job_score(spec.priority);
+        self.query::<i64>(
+            redis::cmd("ZADD")
+                .arg(self.keys.jobs())
+                .arg(score)
+                .arg(job.to_string()),
+        )
+        .await?;
+        if missing.is_empty() {
+            self.query::<i64>(
+                redis::cmd("ZADD")
+                    .arg(self.keys.queue())
+                    .arg(score)
+                    .arg(job.to_string()),
+            )
+            .await?;
+            self.publish_wake("submit").await?;
+        }
+        Ok(Submitted { id: job, missing })
+    }
+
+    async fn upload(
+        &self,
+        job: JobId,
+        path: &ManifestPath,
+        bytes: &[u8],
+    ) -> Result<(), StorageError> {
+        let spec = self.spec(job).await?;
+        let entry = spec
+            .manifest
+            .file(path)
+            .ok_or_else(|| StorageError::NotInManifest {
+                job,
+                path: path.clone(),
+            })?;
+        entry
+            .verify(bytes)
+            .map_err(|mismatch| StorageError::HashMismatch {
+                path: path.clone(),
+                mismatch,
+            })?;
+        self.store_blob(&entry.sha256, bytes).await?;
+        // Every path with this content is satisfied by the one blob.
+        let paths: Vec<&[u8]> = spec
+            .manifest
+            .files()
+            .filter(|(_, e)| e.sha256 == entry.sha256)
+            .map(|(p, _)| p.as_str().as_bytes())
+            .collect();
+        let remaining: i64 = self.run(&SCRIPTS.uploaded, job, &paths).await?;
+        if remaining < 0 {
+            self.forget(job);
+            return Err(StorageError::UnknownJob(job));
+        }
+        if remaining == 0 {
+            let score = Self::job_score(spec.priority);
+            self.query::<i64>(
+                redis::cmd("ZADD")
+                    .arg(self.keys.queue())
+                    .arg(score)
+                    .arg(job.to_string()),
+            )
+            .await?;
+            self.publish_wake("upload").await?;
+        }
+        Ok(())
+    }
+
+    async fn status(&self, job: JobId) -> Result<JobStatus, StorageError> {
+        let reply: Vec<String> = self.run(&SCRIPTS.status, job, &[]).await?;
+        let [
+            pending,
+            succeeded,
+            failed,
+            missing,
+            submitted_at,
+            name,
+            priority,
+            active @ ..,
+        ] = reply.as_slice()
+        else {
+            self.forget(job);
+            return Err(StorageError::UnknownJob(job));
+        };
+        let mut active_set = RangeSet::new();
+        for value in active {
+            active_set.insert(value.parse().map_err(|_| corrupt("an active value"))?);
+        }
+        Ok(JobStatus {
+            id: job,
+            name: name.clone(),
+            priority: Priority(priority.parse().map_err(|_| corrupt("a priority"))?),
+            pending: parse_set(pending)?,
+            active: active_set,
+            succeeded: parse_set(succeeded)?,
+            failed: parse_set(failed)?,
+            missing_files: missing.parse().map_err(|_| corrupt("a missing count"))?,
+            submitted_at: submitted_at
+                .parse()
+                .map_err(|_| corrupt("a submission time"))?,
+        })
+    }
+
+    async fn info(&self, job: JobId, value: u64) -> Result<TaskInfo, StorageError> {
+        let spec = self.spec(job).await?;
+        if !spec.range.contains(value) {
+            return Err(StorageError::UnknownValue { job, value });
+        }
+        let field = value.to_string();
+        let reply: Vec<Option<Vec<u8>>> = self.run(&SCRIPTS.info, job, &[field.as_bytes()]).await?;
+        let [state, record, lease, result, log, progress] =
+            <[_; 6]>::try_from(reply).map_err(|reply| {
+                if reply.is_empty() {
+                    StorageError::UnknownJob(job)
+                } else {
+                    corrupt("task info")
+                }
+            })?;
+        let state = match state.as_deref() {
+            Some(b"active") => TaskState::Active,
+            Some(b"succeeded") => TaskState::Succeeded,
+            Some(b"failed") => TaskState::Failed,
+            _ => TaskState::Pending,
+        };
+        let record: TaskRecord = match record {
+            Some(json) => serde_json::from_slice(&json).map_err(|_| corrupt("a task record"))?,
+            None => TaskRecord::default(),
+        };
+        let deadline = lease
+            .and_then(|lease| String::from_utf8(lease).ok())
+            .and_then(|lease| lease.split(' ').nth(2).and_then(|d| d.parse().ok()));
+        Ok(TaskInfo {
+            value,
+            state: Some(state),
+            attempts: record.attempts,
+            failures: record.failures,
+            worker: record.worker,
+            task_id: record.task_id.and_then(|id| id.parse().ok()),
+            started_at: record.started_at,
+            deadline,
+            finished_at: record.finished_at,
+            last_error: record.last_error,
+            progress,
+            result,
+            log,
+        })
+    }
+
+    async fn list(&self) -> Result<Vec<JobStatus>, StorageError> {
+        let ids: Vec<String> = self
+            .query(redis::cmd("ZRANGE").arg(self.keys.jobs()).arg(0).arg(-1))
+            .await?;
+        self.statuses(ids).await
+    }
+
+    async fn list_by_priority(&self, priority: Priority) -> Result<Vec<JobStatus>, StorageError> {
+        let score = Self::job_score(priority);
+        let ids: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(self.keys.jobs())
+                    .arg(score)
+                    .arg(score),
+            )
+            .await?;
+        self.statuses(ids).await
+    }
+
+    async fn describe(&self, job: JobId) -> Result<JobSpec, StorageError> {
+        Ok(JobSpec::clone(&*self.spec(job).await?))
+    }
+
+    async fn delete(&self, job: JobId) -> Result<(), StorageError> {
+        let existed: i64 = self.run(&SCRIPTS.delete, job, &[]).await?;
+        self.forget(job);
+        let member = job.to_string();
+        self.query::<i64>(redis::cmd("ZREM").arg(self.keys.queue()).arg(&member))
+            .await?;
+        self.query::<i64>(redis::cmd("ZREM").arg(self.keys.jobs()).arg(&member))
+            .await?;
+        if existed == 0 {
+            return Err(StorageError::UnknownJob(job));
+        }
+        Ok(())
+    }
+}
+
+impl WorkerStore for RedisStore {
+    async fn next(
+        &self,
+        worker: &WorkerId,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Option<Claim>, StorageError> {
+        if max == 0 {
+            return Ok(None);
+        }
+        let worker =
+            serde_json::to_string(worker).map_err(|e| StorageError::Backend(e.to_string()))?;
+        // Subscribed before looking, so work that appears in between still wakes us.
+        let mut work = self.wake_receiver().await?;
+        let give_up = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(claim) = self.try_claim(&worker, max).await? {
+                return Ok(Some(claim));
+            }
+            if tokio::time::timeout_at(give_up, work.changed())
+                .await
+                .is_err()
+            {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn download(&self, digest: &Digest) -> Result<Vec<u8>, StorageError> {
+        let bytes: Option<Vec<u8>> = self
+            .query(redis::cmd("GET").arg(self.keys.blob(digest)))
+            .await?;
+        bytes.ok_or(StorageError::UnknownBlob(*digest))
+    }
+
+    async fn report(&self, reports: Vec<Report>) -> Result<Vec<Ack>, StorageError> {
+        let mut acks = vec![Ack::UnknownJob; reports.len()];
+        let mut by_job: BTreeMap<JobId, Vec<usize>> = BTreeMap::new();
+        for (i, report) in reports.iter().enumerate() {
+            by_job.entry(report.lease.job).or_default().push(i);
+        }
+        let channel = self.keys.wake();
+        for (job, indexes) in by_job {
+            let fields: Vec<(String, String)> = indexes
+                .iter()
+                .map(|&i| {
+                    (
+                        reports[i].lease.value.to_string(),
+                        reports[i].lease.task.to_string(),
+                    )
+                })
+                .collect();
+            let mut args: Vec<&[u8]> = vec![channel.as_bytes()];
+            for (&i, (value, task)) in indexes.iter().zip(&fields) {
+                let report = &reports[i];
+                let (verdict, payload): (&str, &[u8]) = match &report.verdict {
+                    Verdict::Success { result } => ("success", result),
+                    Verdict::Error { reason } => ("error", reason.as_bytes()),
+                    Verdict::Fatal { reason } => ("fatal", reason.as_bytes()),
+                    Verdict::Requeue => ("requeue", b""),
+                };
+                args.extend([
+                    value.as_bytes(),
+                    task.as_bytes(),
+                    verdict.as_bytes(),
+                    payload,
+                    &report.log,
+                ]);
+            }
+            let reply: Vec<String> = self.run(&SCRIPTS.report, job, &args).await?;
+            let (done, answers) = reply
+                .split_first()
+                .ok_or_else(|| corrupt("an empty report reply"))?;
+            for (&i, answer) in indexes.iter().zip(answers) {
+                acks[i] = match answer.as_str() {
+                    "applied" => Ack::Applied,
+                    "stale" => Ack::StaleLease,
+                    _ => Ack::UnknownJob,
+                };
+            }
+            if done == "1" {
+                self.query::<i64>(
+                    redis::cmd("ZREM")
+                        .arg(self.keys.queue())
+                        .arg(job.to_string()),
+                )
+                .await?;
+            }
+        }
+        Ok(acks)
+    }
+
+    async fn heartbeat(
+        &self,
+        lease: &Lease,
+        progress: Option<&[u8]>,
+    ) -> Result<Heartbeat, StorageError> {
+        let value = lease.value.to_string();
+        let task = lease.task.to_string();
+        let ttl = self.lease_ttl.as_millis().to_string();
+        let mut args: Vec<&[u8]> = vec![value.as_bytes(), task.as_bytes(), ttl.as_bytes()];
+        args.extend(progress);
+        let deadline: i64 = self.run(&SCRIPTS.heartbeat, lease.job, &args).await?;
+        Ok(match u64::try_from(deadline) {
+            Ok(deadline) => Heartbeat::Continue { deadline },
+            Err(_) => Heartbeat::Stop,
+        })
+    }
+
+    async fn reap(&self) -> Result<Reaped, StorageError> {
+        let ids: Vec<String> = self
+            .query(redis::cmd("ZRANGE").arg(self.keys.queue()).arg(0).arg(-1))
+            .await?;
+        let channel = self.keys.wake();
+        let mut reaped = Reaped::default();
+        for id in ids {
+            let Ok(job) = id.parse::<JobId>() else {
+                continue;
+            };
+            let counts: Vec<u64> = self.run(&SCRIPTS.reap, job, &[channel.as_bytes()]).await?;
+            let [requeued, failed, done] = counts[..] else {
+                return Err(corrupt("a reap reply"));
+            };
+            reaped.requeued += requeued;
+            reaped.failed += failed;
+            if done == 1 {
+                self.query::<i64>(redis::cmd("ZREM").arg(self.keys.queue()).arg(&id))
+                    .await?;
+            }
+        }
+        Ok(reaped)
+    }
+}

@@ -1,0 +1,38 @@
+//! The Lua scripts, one per state change, each prefixed with the shared prelude.
+//!
+//! Every state change of a job is one script run atomically by Redis, with time from Redis's
+//! own clock. The scripts live in `lua/`, each opening with the KEYS and ARGV it takes.
+
+use redis::Script;
+use std::sync::LazyLock;
+
+const PRELUDE: &str = include_str!("lua/prelude.lua");
+
+fn with_prelude(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}\n{body}"))
+}
+
+/// The loaded scripts.
+pub(super) struct Scripts {
+    pub(super) submit: Script,
+    pub(super) uploaded: Script,
+    pub(super) claim: Script,
+    pub(super) report: Script,
+    pub(super) heartbeat: Script,
+    pub(super) reap: Script,
+    pub(super) status: Script,
+    pub(super) info: Script,
+    pub(super) delete: Script,
+}
+
+pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    submit: with_prelude(include_str!("lua/submit.lua")),
+    uploaded: with_prelude(include_str!("lua/uploaded.lua")),
+    claim: with_prelude(include_str!("lua/claim.lua")),
+    report: with_prelude(include_str!("lua/report.lua")),
+    heartbeat: with_prelude(include_str!("lua/heartbeat.lua")),
+    reap: with_prelude(include_str!("lua/reap.lua")),
+    status: with_prelude(include_str!("lua/status.lua")),
+    info: with_prelude(include_str!("lua/info.lua")),
+    delete: with_prelude(include_str!("lua/delete.lua")),
+});
