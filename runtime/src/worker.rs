@@ -250,6 +250,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
 
     /// Lets running tasks finish within the grace period, then stops and requeues the rest.
     async fn drain(&self, mut tasks: JoinSet<()>) {
+        while tasks.try_join_next().is_some() {}
         if tasks.is_empty() {
             return;
         }

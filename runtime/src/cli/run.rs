@@ -4,16 +4,17 @@
 //! memory backend in place of Redis and one worker in this process.
 
 use super::job_args::JobArgs;
+use super::submit::submit_job;
 use super::summary::{self, Summary};
+use super::watch::{self, Watched};
 use anyhow::Context;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use wasmjob::executor::{Executor, ExecutorConfig};
-use wasmjob::storage::{JobStatus, MemoryStore, SubmitterStore};
+use wasmjob::storage::{MemoryStore, SubmitterStore};
 use wasmjob::worker::{Worker, WorkerConfig};
 
 /// `wasmjob run MODULE.wasm --range R [...]`
@@ -35,23 +36,13 @@ pub struct RunArgs {
     pub output: Option<PathBuf>,
 }
 
-/// How often the progress bar is refreshed from the queue.
-const POLL: Duration = Duration::from_millis(100);
-
 /// Runs the job and prints its summary.
 pub async fn run(args: RunArgs, json: bool) -> anyhow::Result<ExitCode> {
     let (local, spec) = args.job.build(&args.module)?;
     let started = Instant::now();
 
     let store = Arc::new(MemoryStore::new());
-    let submitted = store.submit(&spec).await?;
-    for path in &submitted.missing {
-        let host = &local.sources[path];
-        let bytes = tokio::fs::read(host)
-            .await
-            .with_context(|| format!("cannot read {}", host.display()))?;
-        store.upload(submitted.id, path, &bytes).await?;
-    }
+    let job = submit_job(store.as_ref(), &local, &spec).await?;
 
     let work_dir = tempfile::Builder::new()
         .prefix("wasmjob-run-")
@@ -63,6 +54,8 @@ pub async fn run(args: RunArgs, json: bool) -> anyhow::Result<ExitCode> {
     })?);
     let mut config = WorkerConfig::new(work_dir.path().join("cache"));
     config.app = "wasmjob-run".into();
+    // Ctrl-C means stop now: running tasks are not waited for.
+    config.grace = std::time::Duration::ZERO;
     if let Some(slots) = args.slots {
         anyhow::ensure!(slots > 0, "--slots must be at least 1");
         config.slots = slots;
@@ -73,35 +66,23 @@ pub async fn run(args: RunArgs, json: bool) -> anyhow::Result<ExitCode> {
         let _ = stopped.await;
     }));
 
-    let bar = progress_bar(spec.range.len());
-    let mut interrupted = false;
-    let status = loop {
-        let status = store.status(submitted.id).await?;
-        update(&bar, &status);
-        if status.is_done() {
-            break status;
-        }
-        tokio::select! {
-            () = tokio::time::sleep(POLL) => {}
-            _ = tokio::signal::ctrl_c() => {
-                interrupted = true;
-                bar.println("interrupted: stopping running tasks");
-                break status;
-            }
-        }
-    };
-    bar.finish_and_clear();
+    let watched = watch::until_done(store.as_ref(), job).await;
     let _ = stop.send(());
     worker.await.context("the worker panicked")??;
-    let status = if interrupted {
-        store.status(submitted.id).await?
-    } else {
-        status
+    let (status, interrupted) = match watched? {
+        Watched::Done(status) => (status, false),
+        // The worker handed back what it was running; report the job as it stands now.
+        Watched::Interrupted => (store.status(job).await?, true),
     };
 
     let summary = Summary::gather(store.as_ref(), &status, started.elapsed()).await?;
     if let Some(path) = &args.output {
-        summary::write_jsonl(store.as_ref(), &status, &spec.range, path).await?;
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        summary::write_task_lines(store.as_ref(), job, &spec.range, &mut out)
+            .await
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     summary.print(json);
     Ok(if interrupted {
@@ -109,24 +90,4 @@ pub async fn run(args: RunArgs, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         summary.exit_code()
     })
-}
-
-fn progress_bar(total: u64) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} done, {msg} [{elapsed_precise}, eta {eta}]",
-        )
-        .expect("a valid template"),
-    );
-    bar
-}
-
-fn update(bar: &ProgressBar, status: &JobStatus) {
-    bar.set_position(status.succeeded.len() + status.failed.len());
-    bar.set_message(format!(
-        "{} running, {} failed",
-        status.active.len(),
-        status.failed.len()
-    ));
 }

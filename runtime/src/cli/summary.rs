@@ -1,14 +1,12 @@
 //! What a finished (or stopped) job looks like to its user: the summary printed at the end and
 //! the per-task JSON lines of `--output`.
 
-use anyhow::Context;
 use serde::Serialize;
 use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 use wasmjob::range::RangeSet;
-use wasmjob::storage::{JobStatus, SubmitterStore, TaskInfo, TaskState};
+use wasmjob::storage::{JobId, JobStatus, SubmitterStore, TaskInfo, TaskState};
 
 /// How many failed values the summary names one by one; `--output` has them all.
 const LISTED_FAILURES: usize = 20;
@@ -123,7 +121,7 @@ impl Summary {
 }
 
 /// A range set for a summary line: `-` when empty, elided when very long.
-fn ranges(set: &RangeSet) -> String {
+pub fn ranges(set: &RangeSet) -> String {
     if set.is_empty() {
         return "-".into();
     }
@@ -137,7 +135,7 @@ fn ranges(set: &RangeSet) -> String {
 
 /// One line of `--output`.
 #[derive(Debug, Serialize)]
-struct TaskLine {
+pub struct TaskLine {
     value: u64,
     outcome: Option<TaskState>,
     attempts: u32,
@@ -179,22 +177,18 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Writes one JSON line per value of `values` to `path`.
-pub async fn write_jsonl(
+/// Writes one JSON line per value of `values`: value, outcome, attempts, result, log, error.
+pub async fn write_task_lines(
     store: &impl SubmitterStore,
-    status: &JobStatus,
+    job: JobId,
     values: &RangeSet,
-    path: &Path,
+    out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let file =
-        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    let mut out = std::io::BufWriter::new(file);
     for value in values.values() {
-        let line = TaskLine::from(store.info(status.id, value).await?);
-        serde_json::to_writer(&mut out, &line)?;
+        let line = TaskLine::from(store.info(job, value).await?);
+        serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")?;
     }
-    out.flush()
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    out.flush()?;
     Ok(())
 }

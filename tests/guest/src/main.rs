@@ -13,6 +13,8 @@
 //! | `log:N` | writes N bytes of `y` to stderr, 64 KiB per write |
 //! | `logline:TEXT` | writes TEXT and a newline to stderr |
 //! | `sleep:MS` | sleeps MS milliseconds (`std::thread::sleep`, a WASI `poll_oneoff`) |
+//! | `sleep_first:MS` | sleeps MS milliseconds on the first attempt only |
+//! | `now` | prints the wall-clock time in milliseconds since the Unix epoch and a newline |
 //! | `spin` | busy-loops forever |
 //! | `alloc:BYTES` | allocates BYTES and touches every page, then prints BYTES and a newline |
 //! | `panic` | panics (a trap) |
@@ -68,6 +70,16 @@ fn perform(task: &Task, name: &str, arg: &str) -> Result<(), TaskError> {
         "log" => repeat(number(name, arg)?, b'y', stderr)?,
         "logline" => stderr(format!("{arg}\n").as_bytes())?,
         "sleep" => std::thread::sleep(Duration::from_millis(number(name, arg)?)),
+        "sleep_first" if task.attempt() == 1 => {
+            std::thread::sleep(Duration::from_millis(number(name, arg)?))
+        }
+        "sleep_first" => {}
+        "now" => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|e| TaskError::fatal(format!("clock: {e}")))?;
+            stdout(format!("{}\n", now.as_millis()).as_bytes())?
+        }
         "spin" => spin(),
         "alloc" => {
             let bytes = number(name, arg)?;

@@ -1,0 +1,114 @@
+//! `wasmjob worker`: the daemon each worker host runs against the Redis queue.
+
+use super::Global;
+use anyhow::Context;
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmjob::executor::{Executor, ExecutorConfig};
+use wasmjob::units;
+use wasmjob::worker::{Worker, WorkerConfig, hostname};
+
+/// `wasmjob worker [--slots N] [--app NAME] [...]`
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// How many tasks run at once (default: the number of cores).
+    #[arg(long)]
+    pub slots: Option<usize>,
+
+    /// The application name recorded with each task this worker runs.
+    #[arg(long, default_value = "wasmjob")]
+    pub app: String,
+
+    /// The host name recorded with each task (default: this machine's).
+    #[arg(long)]
+    pub hostname: Option<String>,
+
+    /// Where manifest files are cached between runs (default: ~/.cache/wasmjob).
+    #[arg(long, env = "WASMJOB_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// On SIGTERM or Ctrl-C, how long running tasks may take to finish before they are stopped
+    /// and handed back to the queue.
+    #[arg(long, value_parser = units::parse_duration, default_value = "30s")]
+    pub grace: Duration,
+
+    /// How long a lease lasts without a heartbeat; a crashed worker's tasks are retried after it.
+    #[arg(long, value_parser = units::parse_duration, default_value = "30s")]
+    pub lease: Duration,
+
+    /// How often running tasks' leases are renewed (default: a third of the lease).
+    #[arg(long, value_parser = units::parse_duration)]
+    pub heartbeat: Option<Duration>,
+
+    /// How often this worker returns expired leases to the queue.
+    #[arg(long, value_parser = units::parse_duration, default_value = "5s")]
+    pub reap_interval: Duration,
+}
+
+pub async fn worker(args: WorkerArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    let heartbeat = args.heartbeat.unwrap_or(args.lease / 3);
+    anyhow::ensure!(
+        heartbeat < args.lease,
+        "--heartbeat ({}) must be shorter than --lease ({})",
+        units::format_duration(heartbeat),
+        units::format_duration(args.lease)
+    );
+    let cache_dir = args.cache_dir.unwrap_or_else(default_cache_dir);
+    let mut config = WorkerConfig::new(&cache_dir);
+    if let Some(slots) = args.slots {
+        anyhow::ensure!(slots > 0, "--slots must be at least 1");
+        config.slots = slots;
+    }
+    config.app = args.app;
+    config.hostname = args.hostname.unwrap_or_else(hostname);
+    config.grace = args.grace;
+    config.heartbeat_interval = heartbeat;
+    config.reap_interval = args.reap_interval;
+
+    let store = Arc::new(global.connect_with_lease(args.lease).await?);
+    let executor = Arc::new(Executor::new(ExecutorConfig {
+        scratch_root: Some(cache_dir.join("scratch")),
+        ..ExecutorConfig::default()
+    })?);
+    std::fs::create_dir_all(cache_dir.join("scratch"))
+        .with_context(|| format!("cannot create {}", cache_dir.join("scratch").display()))?;
+    let worker = Arc::new(Worker::new(store, executor, config.clone())?);
+    tracing::info!(
+        worker = %worker.id().instance,
+        host = %config.hostname,
+        app = %config.app,
+        slots = config.slots,
+        redis = %global.redis,
+        cache = %cache_dir.display(),
+        "worker started"
+    );
+    let stats = worker.run(shutdown_signal()).await?;
+    tracing::info!(
+        attempts = stats.attempts,
+        requeued = stats.requeued,
+        refused = stats.refused,
+        "worker stopped"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes at the first SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: shutting down"),
+    }
+}
+
+fn default_cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("wasmjob")
+}
