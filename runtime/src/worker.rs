@@ -260,7 +260,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
         })
         .await;
         if graceful.is_err() {
-            self.stopping.store(true, Ordering::Relaxed);
+            self.stopping.store(true, Ordering::SeqCst);
             let running: Vec<_> = self
                 .running
                 .lock()
@@ -331,6 +331,10 @@ impl<S: WorkerStore + 'static> Worker<S> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(lease.task, Arc::clone(&control));
+        // Registered before looking: either `drain` sees this control or this sees `stopping`.
+        if self.stopping.load(Ordering::SeqCst) {
+            control.cancel();
+        }
         let job_id = job.to_string();
         let task_id = lease.task.to_string();
         let attempt = Attempt {
@@ -372,7 +376,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
                 tracing::warn!(%job, value = lease.value, "stopped: the lease is no longer ours or the job was deleted");
                 return None;
             }
-            if self.stopping.load(Ordering::Relaxed) {
+            if self.stopping.load(Ordering::SeqCst) {
                 return Some((Verdict::Requeue, Vec::new()));
             }
         }

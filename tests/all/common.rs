@@ -2,7 +2,8 @@
 
 use std::ffi::OsStr;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 /// A `wasmjob` command line under construction.
 pub struct Wasmjob {
@@ -28,6 +29,12 @@ impl Wasmjob {
             .env_remove("WASMJOB_LOG")
             .env_remove("WASMJOB_REDIS");
         Wasmjob { command }
+    }
+
+    /// Points it at a Redis server.
+    pub fn redis(mut self, url: &str) -> Self {
+        self.command.env("WASMJOB_REDIS", url);
+        self
     }
 
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
@@ -67,4 +74,101 @@ impl Ran {
 /// A path inside the workspace.
 pub fn workspace_file(relative: &str) -> PathBuf {
     wasmjob_test_support::workspace_root().join(relative)
+}
+
+/// A `wasmjob worker` process with its own cache directory, logging to a file. Killed (by its
+/// process id) when dropped, unless it already exited.
+pub struct WorkerProcess {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+/// Timings short enough for tests: a crashed worker's lease expires within seconds.
+pub const FAST_WORKER: &[&str] = &[
+    "--lease",
+    "3s",
+    "--heartbeat",
+    "500ms",
+    "--reap-interval",
+    "500ms",
+];
+
+impl WorkerProcess {
+    /// Starts a worker on `redis` that records `hostname`, with extra arguments.
+    pub fn start(redis: &str, hostname: &str, args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(dir.path().join("worker.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_wasmjob"))
+            .env("WASMJOB_REDIS", redis)
+            .env("WASMJOB_LOG", "info")
+            .args(["worker", "--hostname", hostname, "--cache-dir"])
+            .arg(dir.path().join("cache"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting wasmjob worker");
+        WorkerProcess { child, dir }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends it SIGTERM: the graceful stop.
+    pub fn terminate(&self) {
+        signal(self.pid(), "TERM");
+    }
+
+    /// Waits up to `timeout` for it to exit.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// What it has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("worker.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends a signal (`TERM`, `KILL`, `STOP`, `CONT`) to a process this test started.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// Polls `check` until it holds, failing the test with `what` after `timeout`.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -3,5 +3,6 @@
 
 mod cli;
 mod common;
+mod distributed;
 mod executor;
 mod storage;
