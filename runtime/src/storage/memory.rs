@@ -233,20 +233,7 @@ impl SubmitterStore for MemoryStore {
     ) -> Result<(), StorageError> {
         let mut state = self.lock();
         let record = state.jobs.get(&job).ok_or_else(|| unknown(job))?;
-        let entry = record
-            .spec
-            .manifest
-            .file(path)
-            .ok_or_else(|| StorageError::NotInManifest {
-                job,
-                path: path.clone(),
-            })?;
-        entry
-            .verify(bytes)
-            .map_err(|mismatch| StorageError::HashMismatch {
-                path: path.clone(),
-                mismatch,
-            })?;
+        let entry = super::check_upload(job, &record.spec, path, bytes)?;
         let digest = entry.sha256;
         state
             .blobs

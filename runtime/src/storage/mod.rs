@@ -373,6 +373,29 @@ impl StorageError {
     }
 }
 
+/// Checks an upload against the job's manifest; the file's entry when the bytes are its content.
+fn check_upload(
+    job: JobId,
+    spec: &JobSpec,
+    path: &ManifestPath,
+    bytes: &[u8],
+) -> Result<crate::manifest::FileEntry, StorageError> {
+    let entry = spec
+        .manifest
+        .file(path)
+        .ok_or_else(|| StorageError::NotInManifest {
+            job,
+            path: path.clone(),
+        })?;
+    entry
+        .verify(bytes)
+        .map_err(|mismatch| StorageError::HashMismatch {
+            path: path.clone(),
+            mismatch,
+        })?;
+    Ok(*entry)
+}
+
 /// The submitter's side of the queue.
 pub trait SubmitterStore: Send + Sync {
     /// Accepts a job; it runs once every file listed in [`Submitted::missing`] is uploaded.

@@ -189,8 +189,17 @@ impl RedisStore {
             .map_err(|e| self.error(e))
     }
 
-    async fn publish_wake(&self, why: &str) -> Result<(), StorageError> {
-        self.query::<i64>(redis::cmd("PUBLISH").arg(self.keys.wake()).arg(why))
+    /// Makes a job whose files are all stored claimable, and wakes idle workers.
+    async fn enqueue(&self, job: JobId, priority: Priority) -> Result<(), StorageError> {
+        let score = Self::job_score(priority);
+        self.query::<i64>(
+            redis::cmd("ZADD")
+                .arg(self.keys.queue())
+                .arg(score)
+                .arg(job.to_string()),
+        )
+        .await?;
+        self.query::<i64>(redis::cmd("PUBLISH").arg(self.keys.wake()).arg("work"))
             .await
             .map(drop)
     }
@@ -461,14 +470,7 @@ impl SubmitterStore for RedisStore {
         )
         .await?;
         if missing.is_empty() {
-            self.query::<i64>(
-                redis::cmd("ZADD")
-                    .arg(self.keys.queue())
-                    .arg(score)
-                    .arg(job.to_string()),
-            )
-            .await?;
-            self.publish_wake("submit").await?;
+            self.enqueue(job, spec.priority).await?;
         }
         Ok(Submitted { id: job, missing })
     }
@@ -480,19 +482,7 @@ impl SubmitterStore for RedisStore {
         bytes: &[u8],
     ) -> Result<(), StorageError> {
         let spec = self.spec(job).await?;
-        let entry = spec
-            .manifest
-            .file(path)
-            .ok_or_else(|| StorageError::NotInManifest {
-                job,
-                path: path.clone(),
-            })?;
-        entry
-            .verify(bytes)
-            .map_err(|mismatch| StorageError::HashMismatch {
-                path: path.clone(),
-                mismatch,
-            })?;
+        let entry = super::check_upload(job, &spec, path, bytes)?;
         self.store_blob(&entry.sha256, bytes).await?;
         // Every path with this content is satisfied by the one blob.
         let paths: Vec<&[u8]> = spec
@@ -507,15 +497,7 @@ impl SubmitterStore for RedisStore {
             return Err(StorageError::UnknownJob(job));
         }
         if remaining == 0 {
-            let score = Self::job_score(spec.priority);
-            self.query::<i64>(
-                redis::cmd("ZADD")
-                    .arg(self.keys.queue())
-                    .arg(score)
-                    .arg(job.to_string()),
-            )
-            .await?;
-            self.publish_wake("upload").await?;
+            self.enqueue(job, spec.priority).await?;
         }
         Ok(())
     }
