@@ -22,6 +22,8 @@ pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(10 * 60);
 pub const MAX_LIFETIME: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// How many times a task that ends in error is retried when not given: 3 (so 4 attempts).
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
+/// How many lost attempts quarantine a task unless the job says otherwise.
+pub const DEFAULT_MAX_LOST: u32 = 3;
 /// The linear-memory limit when none is given: 256 MiB.
 pub const DEFAULT_MEMORY_LIMIT: u64 = 256 << 20;
 /// The smallest memory limit: one wasm page, 64 KiB.
@@ -70,6 +72,11 @@ pub struct JobSpec {
     /// `max_retries + 1` attempts. Fatal outcomes are never retried.
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
+    /// How many attempts of one task may be lost (their lease expired: the worker died or went
+    /// silent) before the task is quarantined rather than tried again. Lost attempts do not use
+    /// up retries: a value that keeps killing workers is stopped by this cap instead.
+    #[serde(default = "default_max_lost")]
+    pub max_lost: u32,
     /// The most tasks of this job running at once across all workers; `None` is unlimited.
     #[serde(default)]
     pub max_concurrency: Option<u32>,
@@ -86,6 +93,10 @@ pub struct JobSpec {
 
 fn default_lifetime() -> Duration {
     DEFAULT_LIFETIME
+}
+
+fn default_max_lost() -> u32 {
+    DEFAULT_MAX_LOST
 }
 
 fn default_max_retries() -> u32 {
@@ -123,6 +134,7 @@ impl JobSpec {
             priority: Priority::DEFAULT,
             lifetime: DEFAULT_LIFETIME,
             max_retries: DEFAULT_MAX_RETRIES,
+            max_lost: DEFAULT_MAX_LOST,
             max_concurrency: None,
             memory_limit: DEFAULT_MEMORY_LIMIT,
             result_cap: DEFAULT_RESULT_CAP,
@@ -171,6 +183,9 @@ impl JobSpec {
         }
         if self.max_concurrency == Some(0) {
             problems.push(P::ZeroMaxConcurrency);
+        }
+        if self.max_lost == 0 {
+            problems.push(P::ZeroMaxLost);
         }
         if !(MIN_MEMORY_LIMIT..=MAX_MEMORY_LIMIT).contains(&self.memory_limit) {
             problems.push(P::MemoryLimitOutOfRange {
@@ -257,6 +272,9 @@ pub enum SpecProblem {
     /// The max concurrency is `Some(0)`, which would never run a task.
     #[error("the max concurrency is 0: at least 1 is needed (or none, for unlimited)")]
     ZeroMaxConcurrency,
+    /// The max lost is 0, which would quarantine a task before its first attempt could be lost.
+    #[error("the max lost is 0: at least 1 is needed")]
+    ZeroMaxLost,
     /// The memory limit is outside [`MIN_MEMORY_LIMIT`]..=[`MAX_MEMORY_LIMIT`].
     #[error("the memory limit {} is out of range: it must be from 64 KiB to 4 GiB", format_size(*bytes))]
     MemoryLimitOutOfRange {

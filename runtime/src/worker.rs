@@ -178,10 +178,10 @@ impl<S: WorkerStore + 'static> Worker<S> {
             if last_reap.elapsed() >= self.config.reap_interval {
                 last_reap = Instant::now();
                 match self.store.reap().await {
-                    Ok(reaped) if reaped.requeued + reaped.failed > 0 => {
+                    Ok(reaped) if reaped.requeued + reaped.quarantined > 0 => {
                         tracing::info!(
                             requeued = reaped.requeued,
-                            failed = reaped.failed,
+                            quarantined = reaped.quarantined,
                             "reaped expired leases"
                         );
                     }

@@ -418,17 +418,19 @@ pub async fn heartbeats_renew_the_lease_and_carry_progress(store: &impl Store) {
 
 pub async fn expired_leases_are_reaped_and_their_reports_refused(store: &impl Store) {
     let mut spec = spec("1..=2");
-    spec.max_retries = 1;
+    spec.max_retries = 0;
+    spec.max_lost = 2;
     let job = submit_runnable(store, &spec, b"module bytes").await;
     let first = claim(store, 2).await.unwrap().leases;
     tokio::time::sleep(Duration::from_millis(400)).await;
     let reaped = store.reap().await.unwrap();
-    assert_eq!((reaped.requeued, reaped.failed), (2, 0));
+    assert_eq!((reaped.requeued, reaped.quarantined), (2, 0));
     assert_eq!(store.reap().await.unwrap().requeued, 0, "reaped once");
 
+    // A lost attempt is not a failure: it does not use up retries (there are none here).
     let info = store.info(job, 1).await.unwrap();
     assert_eq!(info.state, Some(TaskState::Pending));
-    assert_eq!(info.failures, 1);
+    assert_eq!((info.failures, info.lost), (0, 1));
     assert!(info.last_error.unwrap().contains("lease expired"));
     assert_eq!(
         report(store, &first[0], Verdict::Success { result: vec![] }).await,
@@ -439,13 +441,19 @@ pub async fn expired_leases_are_reaped_and_their_reports_refused(store: &impl St
         Heartbeat::Stop
     );
 
-    // The second expiry spends the last retry.
+    // The second loss reaches the max lost: the values are quarantined, not retried.
     let second = claim(store, 2).await.unwrap().leases;
     assert!(second.iter().all(|l| l.attempt == 2));
     tokio::time::sleep(Duration::from_millis(400)).await;
     let reaped = store.reap().await.unwrap();
-    assert_eq!((reaped.requeued, reaped.failed), (0, 2));
-    assert_eq!(store.status(job).await.unwrap().failed, set("1..=2"));
+    assert_eq!((reaped.requeued, reaped.quarantined), (0, 2));
+    let status = store.status(job).await.unwrap();
+    assert_eq!(status.quarantined, set("1..=2"));
+    assert!(status.is_done());
+    let info = store.info(job, 2).await.unwrap();
+    assert_eq!(info.state, Some(TaskState::Quarantined));
+    assert_eq!((info.attempts, info.failures, info.lost), (2, 0, 2));
+    assert!(claim(store, 2).await.is_none());
 }
 
 pub async fn a_deleted_job_is_gone_and_its_workers_are_told_to_stop(store: &impl Store) {

@@ -35,8 +35,9 @@ pub async fn status(args: StatusArgs, global: &Global) -> anyhow::Result<ExitCod
         ("active", &status.active),
         ("succeeded", &status.succeeded),
         ("failed", &status.failed),
+        ("quarantined", &status.quarantined),
     ] {
-        println!("  {label:<10} {:>8}  {}", set.len(), ranges(set));
+        println!("  {label:<11} {:>7}  {}", set.len(), ranges(set));
     }
     if status.missing_files > 0 {
         println!(
@@ -67,7 +68,10 @@ pub async fn info(args: InfoArgs, global: &Global) -> anyhow::Result<ExitCode> {
     }
     let state = info.state.map_or("unknown".into(), |s| s.to_string());
     println!("job {} value {}: {state}", args.job, info.value);
-    println!("  attempts   {} ({} failed)", info.attempts, info.failures);
+    println!(
+        "  attempts   {} ({} failed, {} lost)",
+        info.attempts, info.failures, info.lost
+    );
     if let Some(worker) = &info.worker {
         println!(
             "  worker     {} on {} ({})",
@@ -117,6 +121,7 @@ struct InfoJson<'a> {
     #[serde(flatten)]
     line: TaskLine,
     failures: u32,
+    lost: u32,
     worker: &'a Option<wasmjob::storage::WorkerId>,
     task_id: Option<String>,
     started_at: Option<Millis>,
@@ -131,6 +136,7 @@ impl<'a> From<&'a TaskInfo> for InfoJson<'a> {
         InfoJson {
             line: TaskLine::from(info.clone()),
             failures: info.failures,
+            lost: info.lost,
             worker: &info.worker,
             task_id: info.task_id.map(|id| id.to_string()),
             started_at: info.started_at,

@@ -51,6 +51,11 @@ pub struct JobArgs {
     #[arg(long, default_value_t = spec::DEFAULT_MAX_RETRIES)]
     pub max_retries: u32,
 
+    /// How many attempts of a task may be lost (its worker died or went silent) before the task
+    /// is quarantined.
+    #[arg(long, default_value_t = spec::DEFAULT_MAX_LOST)]
+    pub max_lost: u32,
+
     /// The most tasks of this job running at once, across all workers.
     #[arg(long)]
     pub max_concurrency: Option<u32>,
@@ -104,6 +109,7 @@ impl JobArgs {
         spec.priority = self.priority;
         spec.lifetime = self.lifetime;
         spec.max_retries = self.max_retries;
+        spec.max_lost = self.max_lost;
         spec.max_concurrency = self.max_concurrency;
         spec.memory_limit = self.memory;
         spec.validate()?;

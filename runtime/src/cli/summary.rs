@@ -19,9 +19,11 @@ pub struct Summary {
     total: u64,
     succeeded: u64,
     failed: u64,
+    quarantined: u64,
     unfinished: u64,
     succeeded_values: RangeSet,
     failed_values: RangeSet,
+    quarantined_values: RangeSet,
     /// The first failed values with their reasons.
     failures: Vec<Failure>,
     seconds: f64,
@@ -42,7 +44,8 @@ impl Summary {
         elapsed: Duration,
     ) -> anyhow::Result<Summary> {
         let mut failures = Vec::new();
-        for value in status.failed.values().take(LISTED_FAILURES) {
+        let not_succeeded = status.failed.union(&status.quarantined);
+        for value in not_succeeded.values().take(LISTED_FAILURES) {
             let info = store.info(status.id, value).await?;
             failures.push(Failure {
                 value,
@@ -56,9 +59,11 @@ impl Summary {
             total: status.total(),
             succeeded: status.succeeded.len(),
             failed: status.failed.len(),
+            quarantined: status.quarantined.len(),
             unfinished: status.pending.len() + status.active.len(),
             succeeded_values: status.succeeded.clone(),
             failed_values: status.failed.clone(),
+            quarantined_values: status.quarantined.clone(),
             failures,
             seconds: elapsed.as_secs_f64(),
         })
@@ -66,7 +71,7 @@ impl Summary {
 
     /// 0 when every task succeeded, 1 otherwise.
     pub fn exit_code(&self) -> ExitCode {
-        if self.failed == 0 && self.unfinished == 0 {
+        if self.failed == 0 && self.quarantined == 0 && self.unfinished == 0 {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
@@ -97,6 +102,13 @@ impl Summary {
             self.failed,
             ranges(&self.failed_values)
         );
+        if self.quarantined > 0 {
+            println!(
+                "  quarantined {:>7}  {}",
+                self.quarantined,
+                ranges(&self.quarantined_values)
+            );
+        }
         if self.unfinished > 0 {
             println!("  unfinished {:>8}", self.unfinished);
         }
@@ -111,11 +123,9 @@ impl Summary {
                 failure.value, failure.reason, failure.attempts
             );
         }
-        if self.failed > self.failures.len() as u64 {
-            println!(
-                "  … and {} more failed values (see --output)",
-                self.failed - self.failures.len() as u64
-            );
+        let unlisted = self.failed + self.quarantined - self.failures.len() as u64;
+        if unlisted > 0 {
+            println!("  … and {unlisted} more failed or quarantined values (see --output)");
         }
     }
 }
@@ -166,7 +176,7 @@ impl From<TaskInfo> for TaskLine {
                 .log
                 .map(|log| String::from_utf8_lossy(&log).into_owned()),
             error: match info.state {
-                Some(TaskState::Failed) => info.last_error,
+                Some(TaskState::Failed | TaskState::Quarantined) => info.last_error,
                 _ => None,
             },
         }

@@ -18,6 +18,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// The last error of a task whose lease expired.
+pub(super) const LEASE_EXPIRED: &str = "lease expired: the worker died or stopped reporting";
+
 /// How long a lease lasts without a heartbeat, unless set otherwise.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
 
@@ -47,6 +50,7 @@ struct JobRecord {
     pending: RangeSet,
     succeeded: RangeSet,
     failed: RangeSet,
+    quarantined: RangeSet,
     active: BTreeMap<u64, Lease>,
     /// Per-value records, created at a value's first claim: submitting costs nothing per value.
     tasks: HashMap<u64, TaskRecord>,
@@ -56,6 +60,7 @@ struct JobRecord {
 struct TaskRecord {
     attempts: u32,
     failures: u32,
+    lost: u32,
     worker: Option<WorkerId>,
     task_id: Option<TaskId>,
     started_at: Option<Millis>,
@@ -162,8 +167,26 @@ impl JobRecord {
             active,
             succeeded: self.succeeded.clone(),
             failed: self.failed.clone(),
+            quarantined: self.quarantined.clone(),
             missing_files: self.missing.len(),
             submitted_at: self.submitted_at,
+        }
+    }
+
+    /// Counts a lost attempt of `value` (its lease expired): back to pending, or quarantined at
+    /// the job's max lost. Returns whether the task went back to pending.
+    fn lose_attempt(&mut self, value: u64, now: Millis) -> bool {
+        let max_lost = self.spec.max_lost;
+        let task = self.tasks.entry(value).or_default();
+        task.lost += 1;
+        task.last_error = Some(LEASE_EXPIRED.to_owned());
+        if task.lost >= max_lost {
+            task.finished_at = Some(now);
+            self.quarantined.insert(value);
+            false
+        } else {
+            self.pending.insert(value);
+            true
         }
     }
 
@@ -211,6 +234,7 @@ impl SubmitterStore for MemoryStore {
                 pending: spec.range.clone(),
                 succeeded: RangeSet::new(),
                 failed: RangeSet::new(),
+                quarantined: RangeSet::new(),
                 active: BTreeMap::new(),
                 tasks: HashMap::new(),
             },
@@ -272,6 +296,8 @@ impl SubmitterStore for MemoryStore {
             TaskState::Succeeded
         } else if record.failed.contains(value) {
             TaskState::Failed
+        } else if record.quarantined.contains(value) {
+            TaskState::Quarantined
         } else {
             TaskState::Pending
         };
@@ -284,6 +310,7 @@ impl SubmitterStore for MemoryStore {
         if let Some(task) = record.tasks.get(&value) {
             info.attempts = task.attempts;
             info.failures = task.failures;
+            info.lost = task.lost;
             info.worker = task.worker.clone();
             info.task_id = task.task_id;
             info.started_at = task.started_at;
@@ -445,11 +472,10 @@ impl WorkerStore for MemoryStore {
                 .collect();
             for value in expired {
                 job.active.remove(&value);
-                let reason = "lease expired: the worker stopped reporting".to_owned();
-                if job.fail_attempt(value, reason, false, now) {
+                if job.lose_attempt(value, now) {
                     reaped.requeued += 1;
                 } else {
-                    reaped.failed += 1;
+                    reaped.quarantined += 1;
                 }
             }
         }

@@ -121,6 +121,9 @@ pub enum TaskState {
     Succeeded,
     /// Done for good without a result: fatal, or out of retries.
     Failed,
+    /// Set aside: its attempts were lost (their workers died or went silent) as many times as
+    /// the job's max lost allows. Not tried again.
+    Quarantined,
 }
 
 impl fmt::Display for TaskState {
@@ -130,6 +133,7 @@ impl fmt::Display for TaskState {
             TaskState::Active => "active",
             TaskState::Succeeded => "succeeded",
             TaskState::Failed => "failed",
+            TaskState::Quarantined => "quarantined",
         })
     }
 }
@@ -161,6 +165,8 @@ pub struct JobStatus {
     pub succeeded: RangeSet,
     /// Values done without one.
     pub failed: RangeSet,
+    /// Values set aside after too many lost attempts.
+    pub quarantined: RangeSet,
     /// How many manifest files still have to be uploaded before the job can run.
     pub missing_files: usize,
     /// When the job was submitted.
@@ -168,14 +174,18 @@ pub struct JobStatus {
 }
 
 impl JobStatus {
-    /// Whether every value of the job is succeeded or failed.
+    /// Whether every value of the job is succeeded, failed or quarantined.
     pub fn is_done(&self) -> bool {
         self.pending.is_empty() && self.active.is_empty()
     }
 
     /// How many values the job has in all.
     pub fn total(&self) -> u64 {
-        self.pending.len() + self.active.len() + self.succeeded.len() + self.failed.len()
+        self.pending.len()
+            + self.active.len()
+            + self.succeeded.len()
+            + self.failed.len()
+            + self.quarantined.len()
     }
 }
 
@@ -188,8 +198,10 @@ pub struct TaskInfo {
     pub state: Option<TaskState>,
     /// How many times it was claimed.
     pub attempts: u32,
-    /// How many attempts failed (errors, fatal, and leases that expired).
+    /// How many attempts failed: errors and fatal outcomes reported by a worker.
     pub failures: u32,
+    /// How many attempts were lost: their lease expired before any outcome was reported.
+    pub lost: u32,
     /// The worker of the current or last attempt.
     pub worker: Option<WorkerId>,
     /// The current or last attempt's task id.
@@ -299,8 +311,8 @@ pub enum Heartbeat {
 pub struct Reaped {
     /// Expired leases whose tasks went back to pending.
     pub requeued: u64,
-    /// Expired leases whose tasks had no retries left and failed.
-    pub failed: u64,
+    /// Expired leases whose tasks reached their max lost and were quarantined.
+    pub quarantined: u64,
 }
 
 /// A storage failure, typed so that callers can tell a wrong request from a passing fault.
@@ -470,7 +482,8 @@ pub trait WorkerStore: Send + Sync {
         progress: Option<&[u8]>,
     ) -> impl Future<Output = Result<Heartbeat, StorageError>> + Send;
 
-    /// Returns the tasks of expired leases to pending (a failure is counted) or to failed when
-    /// they have no retries left. Any worker may run it; each expired lease is reaped once.
+    /// Returns the tasks of expired leases to pending, counting a lost attempt (not a failure),
+    /// or quarantines them once they reach the job's max lost. Any worker may run it; each
+    /// expired lease is reaped exactly once.
     fn reap(&self) -> impl Future<Output = Result<Reaped, StorageError>> + Send;
 }

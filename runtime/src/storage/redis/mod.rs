@@ -108,6 +108,8 @@ struct TaskRecord {
     attempts: u32,
     #[serde(default)]
     failures: u32,
+    #[serde(default)]
+    lost: u32,
     worker: Option<WorkerId>,
     task_id: Option<String>,
     started_at: Option<Millis>,
@@ -448,12 +450,14 @@ impl SubmitterStore for RedisStore {
         let json = serde_json::to_string(spec).map_err(|e| StorageError::Backend(e.to_string()))?;
         let pending = format_set(&spec.range);
         let max_retries = spec.max_retries.to_string();
+        let max_lost = spec.max_lost.to_string();
         let max_concurrency = spec.max_concurrency.unwrap_or(0).to_string();
         let priority = spec.priority.0.to_string();
         let mut args: Vec<&[u8]> = vec![
             json.as_bytes(),
             pending.as_bytes(),
             max_retries.as_bytes(),
+            max_lost.as_bytes(),
             max_concurrency.as_bytes(),
             priority.as_bytes(),
             spec.name.as_bytes(),
@@ -508,6 +512,7 @@ impl SubmitterStore for RedisStore {
             pending,
             succeeded,
             failed,
+            quarantined,
             missing,
             submitted_at,
             name,
@@ -530,6 +535,7 @@ impl SubmitterStore for RedisStore {
             active: active_set,
             succeeded: parse_set(succeeded)?,
             failed: parse_set(failed)?,
+            quarantined: parse_set(quarantined)?,
             missing_files: missing.parse().map_err(|_| corrupt("a missing count"))?,
             submitted_at: submitted_at
                 .parse()
@@ -556,6 +562,7 @@ impl SubmitterStore for RedisStore {
             Some(b"active") => TaskState::Active,
             Some(b"succeeded") => TaskState::Succeeded,
             Some(b"failed") => TaskState::Failed,
+            Some(b"quarantined") => TaskState::Quarantined,
             _ => TaskState::Pending,
         };
         let record: TaskRecord = match record {
@@ -570,6 +577,7 @@ impl SubmitterStore for RedisStore {
             state: Some(state),
             attempts: record.attempts,
             failures: record.failures,
+            lost: record.lost,
             worker: record.worker,
             task_id: record.task_id.and_then(|id| id.parse().ok()),
             started_at: record.started_at,
@@ -741,11 +749,11 @@ impl WorkerStore for RedisStore {
                 continue;
             };
             let counts: Vec<u64> = self.run(&SCRIPTS.reap, job, &[channel.as_bytes()]).await?;
-            let [requeued, failed, done] = counts[..] else {
+            let [requeued, quarantined, done] = counts[..] else {
                 return Err(corrupt("a reap reply"));
             };
             reaped.requeued += requeued;
-            reaped.failed += failed;
+            reaped.quarantined += quarantined;
             if done == 1 {
                 self.query::<i64>(redis::cmd("ZREM").arg(self.keys.queue()).arg(&id))
                     .await?;

@@ -3,8 +3,8 @@
 -- ARGV[1] the value
 -- Returns {} when the job does not exist, else {state, record JSON or false, lease or false,
 -- result or false, log or false, progress or false}; state is 'active', 'succeeded', 'failed'
--- or 'pending' (the caller checks that the value is in the job's range).
-local s = redis.call('HMGET', KEYS[K_STATE], 'succeeded', 'failed')
+-- 'quarantined' or 'pending' (the caller checks that the value is in the job's range).
+local s = redis.call('HMGET', KEYS[K_STATE], 'succeeded', 'failed', 'quarantined')
 if not s[1] then
   return {}
 end
@@ -18,6 +18,8 @@ elseif set_contains(decode_set(s[1]), value) then
   state = 'succeeded'
 elseif set_contains(decode_set(s[2]), value) then
   state = 'failed'
+elseif set_contains(decode_set(s[3]), value) then
+  state = 'quarantined'
 end
 return {
   state,

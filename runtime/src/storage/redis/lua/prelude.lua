@@ -2,13 +2,14 @@
 --
 -- Every per-job script receives the same KEYS, all under the job's hash tag {<job id>}:
 --   KEYS[1] spec       STRING  the job spec as submitted (JSON)
---   KEYS[2] state      HASH    pending, succeeded, failed (interval sets), max_retries,
---                              max_concurrency (0 = none), priority, name, submitted_at
+--   KEYS[2] state      HASH    pending, succeeded, failed, quarantined (interval sets),
+--                              max_retries, max_lost, max_concurrency (0 = none), priority,
+--                              name, submitted_at
 --   KEYS[3] missing    SET     manifest paths whose bytes are not uploaded yet
 --   KEYS[4] active     HASH    value -> "<task id> <attempt> <deadline ms>"
 --   KEYS[5] deadlines  ZSET    value scored by its lease deadline (ms)
---   KEYS[6] tasks      HASH    value -> JSON record: attempts, failures, worker, task_id,
---                              started_at, finished_at, last_error
+--   KEYS[6] tasks      HASH    value -> JSON record: attempts, failures, lost, worker,
+--                              task_id, started_at, finished_at, last_error
 --   KEYS[7] results    HASH    value -> result bytes
 --   KEYS[8] logs       HASH    value -> log bytes
 --   KEYS[9] progress   HASH    value -> latest progress bytes
@@ -111,7 +112,7 @@ local function task_record(field)
   if json then
     return cjson.decode(json)
   end
-  return { attempts = 0, failures = 0 }
+  return { attempts = 0, failures = 0, lost = 0 }
 end
 
 local function save_task_record(field, record)
@@ -142,21 +143,42 @@ local function fail_attempt(sets, value, reason, fatal, now)
   return retry
 end
 
+-- Counts a lost attempt of `value` (its lease expired): back to pending, or quarantined at the
+-- job's max lost. Lost attempts do not use up retries. Returns true when it went back to pending.
+local function lose_attempt(sets, value, now)
+  local field = num(value)
+  local record = task_record(field)
+  record.lost = (record.lost or 0) + 1
+  record.last_error = 'lease expired: the worker died or stopped reporting'
+  local retry = record.lost < sets.max_lost
+  if retry then
+    set_insert(sets.pending, value)
+  else
+    record.finished_at = now
+    set_insert(sets.quarantined, value)
+  end
+  save_task_record(field, record)
+  return retry
+end
+
 local function load_sets()
-  local s = redis.call('HMGET', KEYS[K_STATE], 'pending', 'succeeded', 'failed', 'max_retries',
-    'max_concurrency')
+  local s = redis.call('HMGET', KEYS[K_STATE], 'pending', 'succeeded', 'failed', 'quarantined',
+    'max_retries', 'max_lost', 'max_concurrency')
   return {
     pending = decode_set(s[1]),
     succeeded = decode_set(s[2]),
     failed = decode_set(s[3]),
-    max_retries = tonumber(s[4]),
-    max_concurrency = tonumber(s[5]),
+    quarantined = decode_set(s[4]),
+    max_retries = tonumber(s[5]),
+    max_lost = tonumber(s[6]),
+    max_concurrency = tonumber(s[7]),
   }
 end
 
 local function save_sets(sets)
   redis.call('HSET', KEYS[K_STATE], 'pending', encode_set(sets.pending), 'succeeded',
-    encode_set(sets.succeeded), 'failed', encode_set(sets.failed))
+    encode_set(sets.succeeded), 'failed', encode_set(sets.failed), 'quarantined',
+    encode_set(sets.quarantined))
 end
 
 -- Whether every value of the job is succeeded or failed.

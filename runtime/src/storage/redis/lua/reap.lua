@@ -1,22 +1,22 @@
--- reap: returns the values of expired leases to pending (a failure counted), or to failed when
--- they have no retries left. Any worker may run it; a lease is reaped once.
+-- reap: returns the values of expired leases to pending (a lost attempt counted, not a failure),
+-- or quarantines them at the job's max lost. Any worker may run it; a lease is reaped once.
 -- KEYS: the job's keys
 -- ARGV[1] the wake-up channel
--- Returns {requeued, failed, done}; done is 1 when every value of the job is finished.
+-- Returns {requeued, quarantined, done}; done is 1 when every value of the job is finished.
 if redis.call('EXISTS', KEYS[K_STATE]) == 0 then
   return { 0, 0, 0 }
 end
 local now = now_ms()
 local expired = redis.call('ZRANGEBYSCORE', KEYS[K_DEADLINES], '-inf', '(' .. num(now))
-local requeued, failed = 0, 0
+local requeued, quarantined = 0, 0
 if #expired > 0 then
   local sets = load_sets()
   for _, field in ipairs(expired) do
     end_lease(field)
-    if fail_attempt(sets, tonumber(field), 'lease expired: the worker stopped reporting', false, now) then
+    if lose_attempt(sets, tonumber(field), now) then
       requeued = requeued + 1
     else
-      failed = failed + 1
+      quarantined = quarantined + 1
     end
   end
   save_sets(sets)
@@ -24,7 +24,7 @@ if #expired > 0 then
     redis.call('PUBLISH', ARGV[1], 'reap')
   end
   if job_done(sets) then
-    return { requeued, failed, 1 }
+    return { requeued, quarantined, 1 }
   end
 end
-return { requeued, failed, 0 }
+return { requeued, quarantined, 0 }
