@@ -15,7 +15,10 @@
 //! executor's).
 
 use crate::cache::{BlobCache, CacheError};
-use crate::executor::{Attempt, AttemptControl, Executor, InvalidModule, TaskLimits, TaskModule};
+use crate::executor::{
+    Attempt, AttemptControl, AttemptReport, Executor, ExecutorError, InvalidModule, TaskLimits,
+    TaskModule,
+};
 use crate::spec::JobSpec;
 use crate::storage::{
     Ack, Claim, Heartbeat, JobId, Lease, Report, StorageError, TaskId, Verdict, WorkerId,
@@ -42,7 +45,10 @@ pub struct WorkerConfig {
     pub hostname: String,
     /// Where manifest files and job trees are cached.
     pub cache_dir: PathBuf,
-    /// How often a running task's lease is renewed. Must be well below the store's lease time.
+    /// How long the store's leases last between heartbeats (the store's setting, repeated here
+    /// so that the worker knows when to fence itself).
+    pub lease_ttl: Duration,
+    /// How often a running task's lease is renewed. Must be well below the lease time.
     pub heartbeat_interval: Duration,
     /// How often this worker reaps expired leases.
     pub reap_interval: Duration,
@@ -61,11 +67,37 @@ impl WorkerConfig {
             app: "wasmjob".into(),
             hostname: hostname(),
             cache_dir: cache_dir.into(),
+            lease_ttl: crate::storage::DEFAULT_LEASE_TTL,
             heartbeat_interval: Duration::from_secs(5),
             reap_interval: Duration::from_secs(5),
             idle_wait: Duration::from_secs(1),
             grace: Duration::from_secs(30),
         }
+    }
+}
+
+/// Waits between retries against a store that is away: 250 ms, doubling up to 5 s.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            next: Duration::from_millis(250),
+        }
+    }
+}
+
+impl Backoff {
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.next).await;
+        self.next = (self.next * 2).min(Duration::from_secs(5));
+    }
+
+    fn reset(&mut self) {
+        *self = Backoff::default();
     }
 }
 
@@ -170,6 +202,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
         let slots = Arc::new(Semaphore::new(self.config.slots.max(1)));
         let mut tasks = JoinSet::new();
         let mut last_reap = Instant::now();
+        let mut backoff = Backoff::default();
         tokio::pin!(shutdown);
 
         let outcome = loop {
@@ -177,6 +210,11 @@ impl<S: WorkerStore + 'static> Worker<S> {
             while tasks.try_join_next().is_some() {}
             if last_reap.elapsed() >= self.config.reap_interval {
                 last_reap = Instant::now();
+                match self.store.check().await {
+                    Ok(()) => {}
+                    Err(e @ StorageError::DataLost { .. }) => tracing::error!("{e}"),
+                    Err(e) => tracing::warn!("cannot check the queue: {e}"),
+                }
                 match self.store.reap().await {
                     Ok(reaped) if reaped.requeued + reaped.quarantined > 0 => {
                         tracing::info!(
@@ -204,22 +242,26 @@ impl<S: WorkerStore + 'static> Worker<S> {
                 claimed = self.store.next(&self.id, permits.len(), self.config.idle_wait) => claimed,
                 () = &mut shutdown => break Ok(()),
             };
+            if claimed.is_ok() {
+                backoff.reset();
+            }
             let claim = match claimed {
                 Ok(Some(claim)) => claim,
                 Ok(None) => continue,
                 Err(e) if e.is_retryable() => {
                     tracing::warn!("claiming failed, retrying: {e}");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    backoff.wait().await;
                     continue;
                 }
                 Err(e) => break Err(e.into()),
             };
+            let claimed_at = Instant::now();
             let Claim { spec, job, leases } = claim;
             for (lease, permit) in leases.into_iter().zip(permits) {
                 let worker = Arc::clone(&self);
                 let spec = Arc::clone(&spec);
                 tasks.spawn(async move {
-                    worker.run_task(job, &spec, lease).await;
+                    worker.run_task(job, &spec, lease, claimed_at).await;
                     drop(permit);
                 });
             }
@@ -279,20 +321,46 @@ impl<S: WorkerStore + 'static> Worker<S> {
         }
     }
 
-    /// Runs one leased attempt to a report.
-    async fn run_task(&self, job: JobId, spec: &JobSpec, lease: Lease) {
-        let verdict_and_log = match self.prepare(job, spec).await {
-            Err(reason) => Some((Verdict::Error { reason }, Vec::new())),
-            Ok(prepared) => match &prepared.module {
-                Err(invalid) => Some((
-                    Verdict::Fatal {
-                        reason: Ending::from(invalid.clone()).to_string(),
-                    },
-                    Vec::new(),
-                )),
-                Ok(module) => self.attempt(job, spec, &lease, &prepared, module).await,
-            },
+    /// Runs one leased task to a report: prepares its job, runs the attempt, and renews the
+    /// lease from the claim on, all the while.
+    async fn run_task(&self, job: JobId, spec: &JobSpec, lease: Lease, claimed_at: Instant) {
+        let control = Arc::new(AttemptControl::default());
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(lease.task, Arc::clone(&control));
+        // Registered before looking: either `drain` sees this control or this sees `stopping`.
+        if self.stopping.load(Ordering::SeqCst) {
+            control.cancel();
+        }
+        let lease_lost = AtomicBool::new(false);
+        let work = async {
+            match self.prepare(job, spec).await {
+                Err(reason) => Some((Verdict::Error { reason }, Vec::new())),
+                Ok(prepared) => match &prepared.module {
+                    Err(invalid) => Some((
+                        Verdict::Fatal {
+                            reason: Ending::from(invalid.clone()).to_string(),
+                        },
+                        Vec::new(),
+                    )),
+                    Ok(module) => {
+                        let ran = self.attempt(job, spec, &lease, &prepared, module, &control);
+                        self.verdict(job, &lease, ran.await, &lease_lost)
+                    }
+                },
+            }
         };
+        let verdict_and_log = tokio::select! {
+            outcome = work => outcome,
+            () = self.keep_alive(&lease, claimed_at, &control, &lease_lost) => {
+                unreachable!("the heartbeat loop never ends by itself")
+            }
+        };
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&lease.task);
         let Some((verdict, log)) = verdict_and_log else {
             return;
         };
@@ -306,18 +374,31 @@ impl<S: WorkerStore + 'static> Worker<S> {
             verdict,
             log,
         };
-        match self.store.report(vec![report]).await {
-            Ok(acks) if acks.first() == Some(&Ack::Applied) => {}
-            Ok(acks) => {
-                self.refused.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%job, value = lease.value, task = %lease.task, ack = ?acks.first(), "report refused");
+        // A report that cannot be delivered is retried while the lease may still be current;
+        // after that the task comes back through the reaper anyway.
+        let give_up = Instant::now() + self.config.lease_ttl;
+        let mut backoff = Backoff::default();
+        loop {
+            match self.store.report(vec![report.clone()]).await {
+                Ok(acks) if acks.first() == Some(&Ack::Applied) => break,
+                Ok(acks) => {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%job, value = lease.value, task = %lease.task, ack = ?acks.first(), "report refused: the attempt is no longer current");
+                    break;
+                }
+                Err(e) if e.is_retryable() && Instant::now() < give_up => {
+                    tracing::warn!(%job, value = lease.value, "cannot report yet, retrying: {e}");
+                    backoff.wait().await;
+                }
+                Err(e) => {
+                    tracing::error!(%job, value = lease.value, "cannot report; the lease will expire and the task be run again: {e}");
+                    break;
+                }
             }
-            Err(e) => tracing::error!(%job, value = lease.value, "cannot report: {e}"),
         }
     }
 
-    /// Runs the attempt with its heartbeat. `None` when there is nothing to report (the lease
-    /// was lost or the job deleted while it ran).
+    /// Runs the attempt on the executor.
     async fn attempt(
         &self,
         job: JobId,
@@ -325,16 +406,8 @@ impl<S: WorkerStore + 'static> Worker<S> {
         lease: &Lease,
         prepared: &PreparedJob,
         module: &TaskModule,
-    ) -> Option<(Verdict, Vec<u8>)> {
-        let control = Arc::new(AttemptControl::default());
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(lease.task, Arc::clone(&control));
-        // Registered before looking: either `drain` sees this control or this sees `stopping`.
-        if self.stopping.load(Ordering::SeqCst) {
-            control.cancel();
-        }
+        control: &Arc<AttemptControl>,
+    ) -> Result<AttemptReport, ExecutorError> {
         let job_id = job.to_string();
         let task_id = lease.task.to_string();
         let attempt = Attempt {
@@ -354,16 +427,18 @@ impl<S: WorkerStore + 'static> Worker<S> {
                 log_cap: spec.log_cap,
             },
         };
-        let lease_lost = AtomicBool::new(false);
-        let ran = tokio::select! {
-            ran = self.executor.run(module, &attempt, &control) => ran,
-            () = self.keep_alive(lease, &control, &lease_lost) => unreachable!("the heartbeat loop only ends by cancelling"),
-        };
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&lease.task);
+        self.executor.run(module, &attempt, control).await
+    }
 
+    /// What to report for an attempt that ran. `None` when there is nothing to report: the
+    /// lease was lost or the job deleted while it ran.
+    fn verdict(
+        &self,
+        job: JobId,
+        lease: &Lease,
+        ran: Result<AttemptReport, ExecutorError>,
+        lease_lost: &AtomicBool,
+    ) -> Option<(Verdict, Vec<u8>)> {
         let report = match ran {
             Ok(report) => report,
             Err(host_fault) => {
@@ -372,7 +447,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
             }
         };
         if report.ending == Ending::Cancelled {
-            if lease_lost.load(Ordering::Relaxed) {
+            if lease_lost.load(Ordering::SeqCst) {
                 tracing::warn!(%job, value = lease.value, "stopped: the lease is no longer ours or the job was deleted");
                 return None;
             }
@@ -405,23 +480,49 @@ impl<S: WorkerStore + 'static> Worker<S> {
         Some((verdict, report.log))
     }
 
-    /// Renews the lease every heartbeat interval with the latest progress; cancels the attempt
-    /// when the store says to stop. Never returns on its own.
-    async fn keep_alive(&self, lease: &Lease, control: &AttemptControl, lease_lost: &AtomicBool) {
-        let mut ticks = tokio::time::interval(self.config.heartbeat_interval);
+    /// Renews the lease every heartbeat interval with the latest progress, and cancels the
+    /// attempt when the store says to stop. When the lease cannot be renewed (the store is
+    /// away), it stops the attempt itself before the lease can expire: past that point another
+    /// worker may be running the same task (self-fencing). Never returns on its own.
+    async fn keep_alive(
+        &self,
+        lease: &Lease,
+        claimed_at: Instant,
+        control: &AttemptControl,
+        lease_lost: &AtomicBool,
+    ) {
+        let interval = self.config.heartbeat_interval;
+        // The lease runs at least until this instant plus the lease time: the store set its
+        // deadline after we asked.
+        let mut renewed = claimed_at;
+        let mut ticks = tokio::time::interval(interval);
         ticks.tick().await;
         loop {
             ticks.tick().await;
+            let sent = Instant::now();
             let progress = control.take_progress();
-            match self.store.heartbeat(lease, progress.as_deref()).await {
-                Ok(Heartbeat::Continue { .. }) => {}
-                Ok(Heartbeat::Stop) => {
-                    lease_lost.store(true, Ordering::Relaxed);
+            let heartbeat = self.store.heartbeat(lease, progress.as_deref());
+            match tokio::time::timeout(interval, heartbeat).await {
+                Ok(Ok(Heartbeat::Continue { .. })) => renewed = sent,
+                Ok(Ok(Heartbeat::Stop)) => {
+                    lease_lost.store(true, Ordering::SeqCst);
                     control.cancel();
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     tracing::warn!(job = %lease.job, value = lease.value, "heartbeat failed: {e}")
                 }
+                Err(_) => {
+                    tracing::warn!(job = %lease.job, value = lease.value, "heartbeat timed out")
+                }
+            }
+            if !control.is_cancelled() && renewed.elapsed() + interval >= self.config.lease_ttl {
+                tracing::error!(
+                    job = %lease.job,
+                    value = lease.value,
+                    "cannot renew the lease: stopping the task before the lease expires (self-fencing)"
+                );
+                lease_lost.store(true, Ordering::SeqCst);
+                control.cancel();
             }
         }
     }

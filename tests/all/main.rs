@@ -5,4 +5,5 @@ mod cli;
 mod common;
 mod distributed;
 mod executor;
+mod reliability;
 mod storage;

@@ -65,6 +65,7 @@ pub async fn worker(args: WorkerArgs, global: &Global) -> anyhow::Result<ExitCod
     config.app = args.app;
     config.hostname = args.hostname.unwrap_or_else(hostname);
     config.grace = args.grace;
+    config.lease_ttl = args.lease;
     config.heartbeat_interval = heartbeat;
     config.reap_interval = args.reap_interval;
 

@@ -459,6 +459,11 @@ impl WorkerStore for MemoryStore {
         Ok(Heartbeat::Continue { deadline })
     }
 
+    async fn check(&self) -> Result<(), StorageError> {
+        // The queue lives and dies with this process: it cannot lose its data under us.
+        Ok(())
+    }
+
     async fn reap(&self) -> Result<Reaped, StorageError> {
         let now = now_millis();
         let mut reaped = Reaped::default();

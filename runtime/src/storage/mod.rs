@@ -369,6 +369,25 @@ pub enum StorageError {
         /// What went wrong.
         reason: String,
     },
+    /// The backend is set up in a way that can lose accepted work; the reason says how to fix
+    /// it.
+    #[error("refusing to use {url}: {reason}")]
+    UnsafeConfig {
+        /// The backend's address.
+        url: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// The backend no longer holds the queue this store connected to: it restarted without its
+    /// data, or was flushed. Jobs and results stored before are gone.
+    #[error(
+        "{url} lost its data (it restarted without persistence, or was flushed): jobs and results \
+         stored before are gone; see the README's Durability section"
+    )]
+    DataLost {
+        /// The backend's address.
+        url: String,
+    },
     /// The backend failed (connection lost, a server error): the request may be retried.
     #[error("storage backend: {0}")]
     Backend(String),
@@ -481,6 +500,10 @@ pub trait WorkerStore: Send + Sync {
         lease: &Lease,
         progress: Option<&[u8]>,
     ) -> impl Future<Output = Result<Heartbeat, StorageError>> + Send;
+
+    /// Checks that the backend still holds the queue this store connected to, failing with
+    /// [`StorageError::DataLost`] once after it lost its data.
+    fn check(&self) -> impl Future<Output = Result<(), StorageError>> + Send;
 
     /// Returns the tasks of expired leases to pending, counting a lost attempt (not a failure),
     /// or quarantines them once they reach the job's max lost. Any worker may run it; each

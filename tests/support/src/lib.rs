@@ -54,6 +54,7 @@ pub struct RedisServer {
     child: std::process::Child,
     port: u16,
     dir: tempfile::TempDir,
+    args: Vec<String>,
 }
 
 impl RedisServer {
@@ -71,27 +72,25 @@ impl RedisServer {
     /// Starts a server that keeps its data in `dir`, as a restart of an earlier one would.
     pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Self {
         let port = free_port();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--daemonize",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .args(["--logfile", "redis.log"])
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect(
-                "redis-server is not installed: run scripts/test, or apt-get install redis-server",
-            );
-        let server = RedisServer { child, port, dir };
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let child = spawn_redis(port, dir.path(), &args);
+        let server = RedisServer {
+            child,
+            port,
+            dir,
+            args,
+        };
         server.wait_until_ready();
         server
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same port, data directory and
+    /// arguments: what it kept on disk is all it has.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_redis(self.port, self.dir.path(), &self.args);
+        self.wait_until_ready();
     }
 
     /// The URL to connect to it.
@@ -148,6 +147,25 @@ impl Drop for RedisServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn spawn_redis(port: u16, dir: &Path, args: &[String]) -> std::process::Child {
+    std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--daemonize",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .args(["--logfile", "redis.log"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server is not installed: run scripts/test, or apt-get install redis-server")
 }
 
 /// A loopback port nobody listens on right now.

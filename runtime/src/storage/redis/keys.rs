@@ -32,6 +32,12 @@ impl Keys {
         format!("{}:queue", self.prefix)
     }
 
+    /// A marker set once per server lifetime: if it changes or disappears, the server lost its
+    /// data.
+    pub(super) fn instance(&self) -> String {
+        format!("{}:instance", self.prefix)
+    }
+
     /// The pub/sub channel on which idle workers wait for work.
     pub(super) fn wake(&self) -> String {
         format!("{}:wake", self.prefix)

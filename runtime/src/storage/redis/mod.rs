@@ -77,6 +77,8 @@ pub struct RedisStore {
     lease_ttl: Duration,
     /// Specs never change once submitted, so each is read once.
     specs: Mutex<HashMap<JobId, Arc<JobSpec>>>,
+    /// The marker of the server's data this store knows (see [`Keys::instance`]).
+    instance: Mutex<String>,
     /// Started by the first claim: counts wake-ups published on the wake channel.
     wake: OnceCell<WakeListener>,
 }
@@ -142,15 +144,52 @@ impl RedisStore {
             .get_connection_manager_with_config(manager)
             .await
             .map_err(unreachable)?;
-        Ok(RedisStore {
+        let store = RedisStore {
             url: config.url.clone(),
             client,
             con,
             keys: Keys::new(&config.prefix),
             lease_ttl: config.lease_ttl,
             specs: Mutex::default(),
+            instance: Mutex::default(),
             wake: OnceCell::new(),
+        };
+        store.refuse_eviction().await?;
+        let instance = store.adopt_instance().await?;
+        *store.instance.lock().unwrap_or_else(|e| e.into_inner()) = instance;
+        Ok(store)
+    }
+
+    /// Fails unless the server keeps every key: a server that evicts under memory pressure
+    /// would silently drop jobs, leases and results.
+    async fn refuse_eviction(&self) -> Result<(), StorageError> {
+        let info: String = self.query(redis::cmd("INFO").arg("memory")).await?;
+        let policy = info
+            .lines()
+            .find_map(|line| line.strip_prefix("maxmemory_policy:"))
+            .map(str::trim)
+            .unwrap_or("noeviction");
+        if policy == "noeviction" {
+            return Ok(());
+        }
+        Err(StorageError::UnsafeConfig {
+            url: self.url.clone(),
+            reason: format!(
+                "its maxmemory-policy is {policy}, which lets Redis evict keys and so lose jobs \
+                 and results; set `maxmemory-policy noeviction` (CONFIG SET maxmemory-policy \
+                 noeviction, and in redis.conf so that it survives a restart)"
+            ),
         })
+    }
+
+    /// Sets the data marker if the server has none, and returns the marker it holds.
+    async fn adopt_instance(&self) -> Result<String, StorageError> {
+        let key = self.keys.instance();
+        let fresh = ulid::Ulid::new().to_string();
+        self.query::<Option<String>>(redis::cmd("SET").arg(&key).arg(&fresh).arg("NX"))
+            .await?;
+        let current: Option<String> = self.query(redis::cmd("GET").arg(&key)).await?;
+        Ok(current.unwrap_or(fresh))
     }
 
     fn error(&self, e: RedisError) -> StorageError {
@@ -735,6 +774,27 @@ impl WorkerStore for RedisStore {
         Ok(match u64::try_from(deadline) {
             Ok(deadline) => Heartbeat::Continue { deadline },
             Err(_) => Heartbeat::Stop,
+        })
+    }
+
+    async fn check(&self) -> Result<(), StorageError> {
+        let current: Option<String> = self
+            .query(redis::cmd("GET").arg(self.keys.instance()))
+            .await?;
+        let known = self
+            .instance
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if current.as_deref() == Some(known.as_str()) {
+            return Ok(());
+        }
+        // Report the loss once, then go on with the server as it is now.
+        let adopted = self.adopt_instance().await?;
+        *self.instance.lock().unwrap_or_else(|e| e.into_inner()) = adopted;
+        self.specs.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        Err(StorageError::DataLost {
+            url: self.url.clone(),
         })
     }
 
