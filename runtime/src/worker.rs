@@ -324,6 +324,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
     /// Runs one leased task to a report: prepares its job, runs the attempt, and renews the
     /// lease from the claim on, all the while.
     async fn run_task(&self, job: JobId, spec: &JobSpec, lease: Lease, claimed_at: Instant) {
+        abort_failpoint(lease.value);
         let control = Arc::new(AttemptControl::default());
         self.running
             .lock()
@@ -573,6 +574,21 @@ impl<S: WorkerStore + 'static> Worker<S> {
                 .remove(&job);
         }
         prepared
+    }
+}
+
+/// The environment variable of the test-only failpoint: a worker that starts the task of this
+/// value aborts at once, as if the task had crashed the whole host.
+pub const ABORT_FAILPOINT: &str = "WASMJOB_TEST_ABORT_ON_VALUE";
+
+/// Aborts the process when the failpoint names `value`; the fault-injection tests use it to
+/// show that a value which keeps killing workers is quarantined.
+fn abort_failpoint(value: u64) {
+    static TARGET: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let target = TARGET.get_or_init(|| std::env::var(ABORT_FAILPOINT).ok()?.parse().ok());
+    if *target == Some(value) {
+        tracing::error!(value, "{ABORT_FAILPOINT} names this value: aborting");
+        std::process::abort();
     }
 }
 

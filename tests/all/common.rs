@@ -96,6 +96,16 @@ pub const FAST_WORKER: &[&str] = &[
 impl WorkerProcess {
     /// Starts a worker on `redis` that records `hostname`, with extra arguments.
     pub fn start(redis: &str, hostname: &str, args: &[&str]) -> Self {
+        Self::start_with_env(redis, hostname, args, &[])
+    }
+
+    /// Like [`start`](Self::start), with extra environment variables.
+    pub fn start_with_env(
+        redis: &str,
+        hostname: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = std::fs::File::create(dir.path().join("worker.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_wasmjob"))
@@ -104,6 +114,7 @@ impl WorkerProcess {
             .args(["worker", "--hostname", hostname, "--cache-dir"])
             .arg(dir.path().join("cache"))
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -132,6 +143,11 @@ impl WorkerProcess {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// Whether it has exited.
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
     }
 
     /// What it has logged so far.
