@@ -16,6 +16,10 @@
 //!   directory (a directory of the manifest) is also preopened read-only as `.`, so relative paths
 //!   resolve inside it. A fresh, empty, writable directory is preopened at [`SCRATCH_DIR`]; it is
 //!   removed when the attempt ends. No other host path and no socket is reachable.
+//! * The scratch directory holds at most the job's scratch limits (bytes written, files and
+//!   directories created): past them a write fails with `ENOSPC` and a creation with `EDQUOT`,
+//!   and an attempt that then fails ends as [`Ending::ScratchLimitExceeded`]. At most 256
+//!   descriptors may be open at once (`EMFILE` past that).
 //! * stdin is empty.
 //!
 //! # What a task gives back
@@ -136,6 +140,9 @@ pub enum Ending {
     MemoryLimitExceeded,
     /// The guest wrote more to stdout than its result cap.
     OutputLimitExceeded,
+    /// The host refused to let the guest write more into its scratch directory (bytes or files
+    /// over the job's scratch limits), and the attempt then failed.
+    ScratchLimitExceeded,
     /// The host stopped the attempt: the job was deleted, the lease was lost or the worker is
     /// shutting down.
     Cancelled,
@@ -186,6 +193,7 @@ impl fmt::Display for Ending {
             Ending::LifetimeExceeded => f.write_str("lifetime exceeded"),
             Ending::MemoryLimitExceeded => f.write_str("memory limit exceeded"),
             Ending::OutputLimitExceeded => f.write_str("output limit exceeded"),
+            Ending::ScratchLimitExceeded => f.write_str("scratch limit exceeded"),
             Ending::Cancelled => f.write_str("cancelled"),
             Ending::InvalidModule(why) => write!(f, "compilation error: {why}"),
         }
@@ -220,6 +228,10 @@ mod tests {
             (
                 Ending::OutputLimitExceeded,
                 Outcome::Error("output limit exceeded".into()),
+            ),
+            (
+                Ending::ScratchLimitExceeded,
+                Outcome::Error("scratch limit exceeded".into()),
             ),
             (Ending::Cancelled, Outcome::Error("cancelled".into())),
             (

@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod executor;
+pub mod limits;
 pub mod manifest;
 pub mod range;
 pub mod spec;

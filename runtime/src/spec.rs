@@ -38,6 +38,18 @@ pub const DEFAULT_LOG_CAP: u64 = wasmjob_host_api::DEFAULT_LOG_CAP;
 pub const MAX_OUTPUT_CAP: u64 = 64 << 20;
 /// The longest job name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
+/// The table-element limit when none is given: 10,000 (function pointers of a large program).
+pub const DEFAULT_TABLE_ELEMENTS: u32 = 10_000;
+/// The largest table-element limit: 10,000,000.
+pub const MAX_TABLE_ELEMENTS: u32 = 10_000_000;
+/// The scratch directory's size limit when none is given: 64 MiB.
+pub const DEFAULT_SCRATCH_BYTES: u64 = 64 << 20;
+/// The largest scratch size limit: 64 GiB.
+pub const MAX_SCRATCH_BYTES: u64 = 64 << 30;
+/// How many files and directories the scratch directory may hold when not given: 1,000.
+pub const DEFAULT_SCRATCH_FILES: u32 = 1_000;
+/// The largest scratch entry limit: 1,000,000.
+pub const MAX_SCRATCH_FILES: u32 = 1_000_000;
 
 /// A job: a WebAssembly module with the files it reads, the task values to run it on, and the
 /// policy to run them by.
@@ -89,6 +101,15 @@ pub struct JobSpec {
     /// How many bytes of stderr (the log) are kept, from its end.
     #[serde(default = "default_log_cap")]
     pub log_cap: u64,
+    /// The most elements the guest's tables may hold (function references, mostly).
+    #[serde(default = "default_table_elements")]
+    pub table_elements: u32,
+    /// The most bytes the attempt may write into its scratch directory.
+    #[serde(default = "default_scratch_bytes")]
+    pub scratch_bytes: u64,
+    /// The most files and directories the attempt may create in its scratch directory.
+    #[serde(default = "default_scratch_files")]
+    pub scratch_files: u32,
 }
 
 fn default_lifetime() -> Duration {
@@ -115,6 +136,18 @@ fn default_log_cap() -> u64 {
     DEFAULT_LOG_CAP
 }
 
+fn default_table_elements() -> u32 {
+    DEFAULT_TABLE_ELEMENTS
+}
+
+fn default_scratch_bytes() -> u64 {
+    DEFAULT_SCRATCH_BYTES
+}
+
+fn default_scratch_files() -> u32 {
+    DEFAULT_SCRATCH_FILES
+}
+
 impl JobSpec {
     /// A spec running `script` of `manifest` on every value of `range`, with every policy field
     /// at its default.
@@ -139,6 +172,9 @@ impl JobSpec {
             memory_limit: DEFAULT_MEMORY_LIMIT,
             result_cap: DEFAULT_RESULT_CAP,
             log_cap: DEFAULT_LOG_CAP,
+            table_elements: DEFAULT_TABLE_ELEMENTS,
+            scratch_bytes: DEFAULT_SCRATCH_BYTES,
+            scratch_files: DEFAULT_SCRATCH_FILES,
         }
     }
 
@@ -200,6 +236,21 @@ impl JobSpec {
         if !(1..=MAX_OUTPUT_CAP).contains(&self.log_cap) {
             problems.push(P::LogCapOutOfRange {
                 bytes: self.log_cap,
+            });
+        }
+        if !(1..=MAX_TABLE_ELEMENTS).contains(&self.table_elements) {
+            problems.push(P::TableElementsOutOfRange {
+                elements: self.table_elements,
+            });
+        }
+        if self.scratch_bytes > MAX_SCRATCH_BYTES {
+            problems.push(P::ScratchBytesOutOfRange {
+                bytes: self.scratch_bytes,
+            });
+        }
+        if self.scratch_files > MAX_SCRATCH_FILES {
+            problems.push(P::ScratchFilesOutOfRange {
+                files: self.scratch_files,
             });
         }
 
@@ -292,6 +343,24 @@ pub enum SpecProblem {
     LogCapOutOfRange {
         /// The cap in bytes.
         bytes: u64,
+    },
+    /// The table-element limit is zero or above [`MAX_TABLE_ELEMENTS`].
+    #[error("the table-element limit {elements} is out of range: it must be from 1 to 10000000")]
+    TableElementsOutOfRange {
+        /// The limit.
+        elements: u32,
+    },
+    /// The scratch size limit is above [`MAX_SCRATCH_BYTES`].
+    #[error("the scratch size limit {} is out of range: it must be at most 64 GiB", format_size(*bytes))]
+    ScratchBytesOutOfRange {
+        /// The limit in bytes.
+        bytes: u64,
+    },
+    /// The scratch entry limit is above [`MAX_SCRATCH_FILES`].
+    #[error("the scratch file limit {files} is out of range: it must be at most 1000000")]
+    ScratchFilesOutOfRange {
+        /// The limit.
+        files: u32,
     },
 }
 
@@ -553,6 +622,22 @@ mod tests {
                     bytes: MAX_OUTPUT_CAP + 1,
                 },
             ),
+            (
+                |s| s.table_elements = 0,
+                SpecProblem::TableElementsOutOfRange { elements: 0 },
+            ),
+            (
+                |s| s.scratch_bytes = MAX_SCRATCH_BYTES + 1,
+                SpecProblem::ScratchBytesOutOfRange {
+                    bytes: MAX_SCRATCH_BYTES + 1,
+                },
+            ),
+            (
+                |s| s.scratch_files = MAX_SCRATCH_FILES + 1,
+                SpecProblem::ScratchFilesOutOfRange {
+                    files: MAX_SCRATCH_FILES + 1,
+                },
+            ),
         ];
         for (edit, expected) in cases {
             let mut s = spec();
@@ -573,6 +658,9 @@ mod tests {
         s.memory_limit = MIN_MEMORY_LIMIT;
         s.result_cap = MAX_OUTPUT_CAP;
         s.log_cap = 1;
+        s.table_elements = MAX_TABLE_ELEMENTS;
+        s.scratch_bytes = 0;
+        s.scratch_files = MAX_SCRATCH_FILES;
         assert_eq!(s.validate(), Ok(()));
         s.memory_limit = MAX_MEMORY_LIMIT;
         s.lifetime = Duration::from_nanos(1);

@@ -19,6 +19,8 @@ use crate::executor::{
     Attempt, AttemptControl, AttemptReport, Executor, ExecutorError, InvalidModule, TaskLimits,
     TaskModule,
 };
+use crate::limits::Ceilings;
+use crate::manifest::Digest;
 use crate::spec::JobSpec;
 use crate::storage::{
     Ack, Claim, Heartbeat, JobId, Lease, Report, StorageError, TaskId, Verdict, WorkerId,
@@ -57,6 +59,8 @@ pub struct WorkerConfig {
     /// On shutdown, how long running attempts may take to finish before they are stopped and
     /// handed back.
     pub grace: Duration,
+    /// The most this worker accepts of each job limit; it claims no job above them.
+    pub ceilings: Ceilings,
 }
 
 impl WorkerConfig {
@@ -72,6 +76,7 @@ impl WorkerConfig {
             reap_interval: Duration::from_secs(5),
             idle_wait: Duration::from_secs(1),
             grace: Duration::from_secs(30),
+            ceilings: Ceilings::default(),
         }
     }
 }
@@ -134,6 +139,9 @@ pub struct WorkerStats {
     pub refused: u64,
 }
 
+/// How many compiled modules a worker keeps in memory.
+const MAX_CACHED_MODULES: usize = 64;
+
 /// A job made ready to run on this host: its tree on disk and its compiled module.
 struct PreparedJob {
     dir: PathBuf,
@@ -152,6 +160,9 @@ pub struct Worker<S> {
     id: WorkerId,
     /// Each job is prepared once; its tasks wait on the same cell.
     prepared: Mutex<HashMap<JobId, Arc<Preparation>>>,
+    /// Compiled modules by content, so that jobs sharing a module compile it once per host.
+    /// Invalid modules are kept too: they fail the same way every time.
+    modules: Mutex<HashMap<Digest, Result<TaskModule, InvalidModule>>>,
     /// The controls of running attempts, to stop them at shutdown.
     running: Mutex<HashMap<TaskId, Arc<AttemptControl>>>,
     /// Set once shutdown has passed its grace period: stopped attempts are requeued.
@@ -181,6 +192,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
             config,
             id,
             prepared: Mutex::default(),
+            modules: Mutex::default(),
             running: Mutex::default(),
             stopping: AtomicBool::new(false),
             attempts: AtomicU64::new(0),
@@ -204,6 +216,21 @@ impl<S: WorkerStore + 'static> Worker<S> {
         let mut last_reap = Instant::now();
         let mut backoff = Backoff::default();
         tokio::pin!(shutdown);
+        // Registered before the first claim, so that it claims only what fits its ceilings.
+        loop {
+            match self.store.register(&self.id, &self.config.ceilings).await {
+                Ok(()) => break,
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!("cannot register with the queue, retrying: {e}");
+                    tokio::select! {
+                        () = backoff.wait() => {}
+                        () = &mut shutdown => return Ok(self.stats()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        backoff.reset();
 
         let outcome = loop {
             // Finished tasks are collected as we go so the set does not grow without bound.
@@ -214,6 +241,9 @@ impl<S: WorkerStore + 'static> Worker<S> {
                     Ok(()) => {}
                     Err(e @ StorageError::DataLost { .. }) => tracing::error!("{e}"),
                     Err(e) => tracing::warn!("cannot check the queue: {e}"),
+                }
+                if let Err(e) = self.store.register(&self.id, &self.config.ceilings).await {
+                    tracing::warn!("cannot renew this worker's registration: {e}");
                 }
                 match self.store.reap().await {
                     Ok(reaped) if reaped.requeued + reaped.quarantined > 0 => {
@@ -268,6 +298,9 @@ impl<S: WorkerStore + 'static> Worker<S> {
         };
 
         self.drain(tasks).await;
+        if let Err(e) = self.store.unregister(&self.id).await {
+            tracing::warn!("cannot withdraw this worker's registration: {e}");
+        }
         let jobs: Vec<JobId> = self
             .prepared
             .lock()
@@ -421,12 +454,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
             metadata: &spec.metadata,
             job_dir: &prepared.dir,
             workdir: spec.workdir.as_str(),
-            limits: TaskLimits {
-                lifetime: spec.lifetime,
-                memory: spec.memory_limit,
-                result_cap: spec.result_cap,
-                log_cap: spec.log_cap,
-            },
+            limits: TaskLimits::of(spec),
         };
         self.executor.run(module, &attempt, control).await
     }
@@ -528,6 +556,29 @@ impl<S: WorkerStore + 'static> Worker<S> {
         }
     }
 
+    /// The compiled module of these bytes, compiled at most once per worker (two jobs preparing
+    /// the same new module at once may both compile it; the first result is kept).
+    async fn module(&self, digest: Digest, wasm: Vec<u8>) -> Result<TaskModule, InvalidModule> {
+        let known = self
+            .modules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&digest)
+            .cloned();
+        if let Some(module) = known {
+            return module;
+        }
+        let compiled = self.executor.compile_within_budget(wasm).await;
+        let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+        if modules.len() >= MAX_CACHED_MODULES && !modules.contains_key(&digest) {
+            // Any one will do: a module dropped here is compiled again if it comes back.
+            if let Some(&evicted) = modules.keys().next() {
+                modules.remove(&evicted);
+            }
+        }
+        modules.entry(digest).or_insert(compiled).clone()
+    }
+
     /// Downloads the job's manifest into the cache and compiles its module, once per job.
     async fn prepare(&self, job: JobId, spec: &JobSpec) -> Result<Arc<PreparedJob>, String> {
         let cell = Arc::clone(
@@ -558,10 +609,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
                     })
                     .await
                     .map_err(|e| e.to_string())?;
-                let executor = Arc::clone(&self.executor);
-                let module = tokio::task::spawn_blocking(move || executor.compile(&wasm))
-                    .await
-                    .map_err(|e| format!("compiling panicked: {e}"))?;
+                let module = self.module(script.sha256, wasm).await;
                 Ok(Arc::new(PreparedJob { dir, module }))
             })
             .await

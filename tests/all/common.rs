@@ -4,6 +4,8 @@ use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+use wasmjob::manifest::{Digest, FileEntry, Manifest, ManifestPath};
+use wasmjob::spec::JobSpec;
 
 /// A `wasmjob` command line under construction.
 pub struct Wasmjob {
@@ -187,4 +189,21 @@ where
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A job whose manifest holds `task.wasm` with `module` as content, plus the given files.
+pub fn spec_with(module: &[u8], files: &[(&str, &[u8])], range: &str) -> JobSpec {
+    let mut manifest = Manifest::new();
+    let entry = |bytes: &[u8]| FileEntry {
+        sha256: Digest::of(bytes),
+        size: bytes.len() as u64,
+    };
+    let path = |p: &str| ManifestPath::new(p).unwrap();
+    manifest
+        .insert_file(path("task.wasm"), entry(module))
+        .unwrap();
+    for (p, bytes) in files {
+        manifest.insert_file(path(p), entry(bytes)).unwrap();
+    }
+    JobSpec::new("test", manifest, path("task.wasm"), range.parse().unwrap())
 }

@@ -16,6 +16,9 @@ const LIMITS: TaskLimits = TaskLimits {
     memory: 16 << 20,
     result_cap: 1 << 20,
     log_cap: 64 << 10,
+    table_elements: 10_000,
+    scratch_bytes: 1 << 20,
+    scratch_files: 100,
 };
 
 /// One executor for the whole file, with the behaviour guest compiled once.

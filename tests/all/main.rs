@@ -1,9 +1,10 @@
 //! The cross-crate test suite, one binary: the executor against the guest contract, the
-//! storage backends, and end-to-end runs of the `wasmjob` binary.
+//! storage backends, end-to-end runs of the `wasmjob` binary, and hostile guests.
 
 mod cli;
 mod common;
 mod distributed;
 mod executor;
 mod reliability;
+mod sandbox;
 mod storage;

@@ -3,9 +3,11 @@
 //! Each case is a generic function over a store; `conformance!` instantiates every case as a
 //! test for each backend: the embedded one, and Redis with a private `redis-server` per test.
 
+use crate::common::spec_with;
 use std::time::{Duration, Instant};
 use ulid::Ulid;
-use wasmjob::manifest::{Digest, FileEntry, Manifest, ManifestPath};
+use wasmjob::limits::Ceilings;
+use wasmjob::manifest::{Digest, ManifestPath};
 use wasmjob::range::RangeSet;
 use wasmjob::spec::{JobSpec, Priority};
 use wasmjob::storage::{
@@ -20,37 +22,16 @@ impl<S: SubmitterStore + WorkerStore> Store for S {}
 const LONG_LEASE: Duration = Duration::from_secs(60);
 const NO_WAIT: Duration = Duration::ZERO;
 
+fn path(p: &str) -> ManifestPath {
+    ManifestPath::new(p).unwrap()
+}
+
 fn worker(name: &str) -> WorkerId {
     WorkerId {
         app: "conformance".into(),
         hostname: name.into(),
         instance: Ulid::new(),
     }
-}
-
-fn path(p: &str) -> ManifestPath {
-    ManifestPath::new(p).unwrap()
-}
-
-/// A job whose manifest holds `task.wasm` with `module` as content, plus the given files.
-fn spec_with(module: &[u8], files: &[(&str, &[u8])], range: &str) -> JobSpec {
-    let mut manifest = Manifest::new();
-    let entry = |bytes: &[u8]| FileEntry {
-        sha256: Digest::of(bytes),
-        size: bytes.len() as u64,
-    };
-    manifest
-        .insert_file(path("task.wasm"), entry(module))
-        .unwrap();
-    for (p, bytes) in files {
-        manifest.insert_file(path(p), entry(bytes)).unwrap();
-    }
-    JobSpec::new(
-        "conformance",
-        manifest,
-        path("task.wasm"),
-        range.parse().unwrap(),
-    )
 }
 
 fn spec(range: &str) -> JobSpec {
@@ -555,6 +536,51 @@ pub async fn a_waiting_worker_wakes_when_work_arrives(store: &impl Store) {
 /// Instantiates every case as a test for one backend. `$make` is a closure taking the lease time
 /// and returning a future of `(guard, store)`: the guard (a server, say) lives as long as the
 /// test.
+async fn workers_register_their_ceilings_and_claim_only_what_fits(store: &impl Store) {
+    // With no worker registered there is nobody to judge: any valid job is accepted.
+    let mut big = spec("1..=2");
+    big.memory_limit = 1 << 30;
+    let waiting = submit_runnable(store, &big, b"module bytes").await;
+
+    let small = worker("small");
+    let ceilings = Ceilings {
+        memory: 64 << 20,
+        ..Ceilings::default()
+    };
+    store.register(&small, &ceilings).await.unwrap();
+    let registered = store.workers().await.unwrap();
+    assert_eq!(registered.len(), 1);
+    assert_eq!(registered[0].worker, small);
+    assert_eq!(registered[0].ceilings, ceilings);
+
+    // Now a job above every live worker's ceilings is refused, and nothing of it is stored.
+    let refused = store.submit(&big).await.unwrap_err();
+    assert!(
+        matches!(&refused, StorageError::OverCeilings(over) if over.excesses[0].limit == "memory"),
+        "{refused:?}"
+    );
+    assert_eq!(store.list().await.unwrap().len(), 1);
+
+    // The small worker skips the big job and claims the one that fits.
+    let mut fits = spec("7");
+    fits.memory_limit = 64 << 20;
+    let fitting = submit_runnable(store, &fits, b"module bytes").await;
+    let claim = store.next(&small, 10, NO_WAIT).await.unwrap().unwrap();
+    assert_eq!(claim.job, fitting);
+    assert!(store.next(&small, 10, NO_WAIT).await.unwrap().is_none());
+
+    // A worker with the default ceilings takes the big one; with it live, big jobs are accepted.
+    let large = worker("large");
+    store.register(&large, &Ceilings::default()).await.unwrap();
+    let claim = store.next(&large, 10, NO_WAIT).await.unwrap().unwrap();
+    assert_eq!(claim.job, waiting);
+    store.submit(&big).await.unwrap();
+
+    store.unregister(&large).await.unwrap();
+    store.unregister(&small).await.unwrap();
+    assert!(store.workers().await.unwrap().is_empty());
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -578,6 +604,7 @@ macro_rules! conformance {
                 an_invalid_spec_is_refused_naming_the_problem,
                 a_huge_job_submits_as_one_interval,
                 a_waiting_worker_wakes_when_work_arrives,
+                workers_register_their_ceilings_and_claim_only_what_fits,
             );
 
             #[tokio::test]

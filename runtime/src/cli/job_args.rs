@@ -63,6 +63,26 @@ pub struct JobArgs {
     /// The most linear memory one attempt may use: `64MiB`, `1GiB`.
     #[arg(long, value_parser = units::parse_size, default_value = "256MiB")]
     pub memory: u64,
+
+    /// The most elements the guest's tables may hold.
+    #[arg(long, default_value_t = spec::DEFAULT_TABLE_ELEMENTS)]
+    pub table_elements: u32,
+
+    /// The most bytes one attempt may write to stdout (its result).
+    #[arg(long, value_parser = units::parse_size, default_value = "1MiB")]
+    pub result_cap: u64,
+
+    /// How much of the end of stderr (the log) is kept.
+    #[arg(long, value_parser = units::parse_size, default_value = "64KiB")]
+    pub log_cap: u64,
+
+    /// The most bytes one attempt may write into its scratch directory.
+    #[arg(long, value_parser = units::parse_size, default_value = "64MiB")]
+    pub scratch: u64,
+
+    /// The most files and directories one attempt may create in its scratch directory.
+    #[arg(long, default_value_t = spec::DEFAULT_SCRATCH_FILES)]
+    pub scratch_files: u32,
 }
 
 fn parse_meta(arg: &str) -> Result<(String, String), String> {
@@ -112,6 +132,11 @@ impl JobArgs {
         spec.max_lost = self.max_lost;
         spec.max_concurrency = self.max_concurrency;
         spec.memory_limit = self.memory;
+        spec.table_elements = self.table_elements;
+        spec.result_cap = self.result_cap;
+        spec.log_cap = self.log_cap;
+        spec.scratch_bytes = self.scratch;
+        spec.scratch_files = self.scratch_files;
         spec.validate()?;
         Ok((local, spec))
     }

@@ -8,8 +8,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmjob::executor::{Executor, ExecutorConfig};
-use wasmjob::units;
+use wasmjob::limits::Ceilings;
 use wasmjob::worker::{Worker, WorkerConfig, hostname};
+use wasmjob::{spec, units};
 
 /// `wasmjob worker [--slots N] [--app NAME] [...]`
 #[derive(Debug, Args)]
@@ -46,6 +47,68 @@ pub struct WorkerArgs {
     /// How often this worker returns expired leases to the queue.
     #[arg(long, value_parser = units::parse_duration, default_value = "5s")]
     pub reap_interval: Duration,
+
+    #[command(flatten)]
+    pub ceilings: CeilingArgs,
+}
+
+/// The operator's ceilings: a job asking for more than these is not run here, and refused at
+/// submit when no live worker accepts it.
+#[derive(Debug, Args)]
+pub struct CeilingArgs {
+    /// The most linear memory a job may give one attempt.
+    #[arg(long, value_parser = units::parse_size, default_value = "4GiB")]
+    pub max_memory: u64,
+
+    /// The longest lifetime a job may give one attempt.
+    #[arg(long, value_parser = units::parse_duration, default_value = "7days")]
+    pub max_lifetime: Duration,
+
+    /// The most table elements a job may allow.
+    #[arg(long, default_value_t = spec::MAX_TABLE_ELEMENTS)]
+    pub max_table_elements: u32,
+
+    /// The largest result cap a job may set.
+    #[arg(long, value_parser = units::parse_size, default_value = "64MiB")]
+    pub max_result_cap: u64,
+
+    /// The largest log cap a job may set.
+    #[arg(long, value_parser = units::parse_size, default_value = "64MiB")]
+    pub max_log_cap: u64,
+
+    /// The most scratch space a job may give one attempt.
+    #[arg(long, value_parser = units::parse_size, default_value = "64GiB")]
+    pub max_scratch: u64,
+
+    /// The most scratch files a job may give one attempt.
+    #[arg(long, default_value_t = spec::MAX_SCRATCH_FILES)]
+    pub max_scratch_files: u32,
+
+    /// The largest module this worker compiles; a larger one fails its tasks as fatal.
+    #[arg(long, value_parser = units::parse_size, default_value = "128MiB")]
+    pub max_module_size: u64,
+
+    /// How long compiling one module may take; a module that takes longer fails as fatal.
+    #[arg(long, value_parser = units::parse_duration, default_value = "60s")]
+    pub compile_timeout: Duration,
+
+    /// The most native stack a guest's wasm frames may use before a stack-overflow trap.
+    #[arg(long, value_parser = units::parse_size, default_value = "512KiB")]
+    pub max_wasm_stack: u64,
+}
+
+impl CeilingArgs {
+    fn ceilings(&self) -> Ceilings {
+        Ceilings {
+            memory: self.max_memory,
+            lifetime: self.max_lifetime,
+            table_elements: self.max_table_elements,
+            result_cap: self.max_result_cap,
+            log_cap: self.max_log_cap,
+            scratch_bytes: self.max_scratch,
+            scratch_files: self.max_scratch_files,
+        }
+    }
 }
 
 pub async fn worker(args: WorkerArgs, global: &Global) -> anyhow::Result<ExitCode> {
@@ -68,10 +131,18 @@ pub async fn worker(args: WorkerArgs, global: &Global) -> anyhow::Result<ExitCod
     config.lease_ttl = args.lease;
     config.heartbeat_interval = heartbeat;
     config.reap_interval = args.reap_interval;
+    config.ceilings = args.ceilings.ceilings();
+    let max_wasm_stack = usize::try_from(args.ceilings.max_wasm_stack)
+        .ok()
+        .filter(|&bytes| (64 << 10..=64 << 20).contains(&bytes))
+        .context("--max-wasm-stack must be from 64KiB to 64MiB")?;
 
     let store = Arc::new(global.connect_with_lease(args.lease).await?);
     let executor = Arc::new(Executor::new(ExecutorConfig {
         scratch_root: Some(cache_dir.join("scratch")),
+        max_module_size: args.ceilings.max_module_size,
+        compile_timeout: args.ceilings.compile_timeout,
+        max_wasm_stack,
         ..ExecutorConfig::default()
     })?);
     std::fs::create_dir_all(cache_dir.join("scratch"))

@@ -14,11 +14,18 @@
 //! yield at every epoch tick, a tokio timeout around the whole attempt). Only that style stops a
 //! guest that is blocked inside a WASI call, such as a long `poll_oneoff` sleep, at its lifetime:
 //! with the synchronous style the epoch is checked only while wasm code runs.
+//!
+//! Every limit of an attempt is enforced here: the lifetime (epochs and the timeout), memory
+//! and tables (a [`ResourceLimiter`]), output caps (the pipes in `output`), the scratch
+//! directory's quota and the open-descriptor cap (the checked WASI calls in `quota`), and
+//! wasmtime's own bounds on what one WASI call may make the host allocate.
 
 mod imports;
 mod output;
+mod quota;
 
 use output::{LogPipe, OutputLimitExceeded, ResultPipe};
+use quota::Quota;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,8 +41,12 @@ use wasmtime::{
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
-/// The most table elements an attempt may have, whatever its job.
-const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// The most bytes the host copies out of, or allocates for, a guest in one WASI call
+/// (wasmtime's host-call fuel), unless the guest's memory limit is lower.
+const MAX_HOSTCALL_BYTES: u64 = 128 << 20;
+
+/// The most random bytes one `random_get` may ask for, unless the guest's memory limit is lower.
+const MAX_RANDOM_BYTES: u64 = 64 << 20;
 
 /// The most lines of a trap's description (with its wasm backtrace) added to the log.
 const MAX_NOTE_LINES: usize = 24;
@@ -51,6 +62,10 @@ pub struct ExecutorConfig {
     pub max_wasm_stack: usize,
     /// Where scratch directories are created; the system's temporary directory if `None`.
     pub scratch_root: Option<PathBuf>,
+    /// The largest module the executor compiles; a larger one is an invalid module.
+    pub max_module_size: u64,
+    /// How long compiling one module may take; a module that takes longer is an invalid module.
+    pub compile_timeout: Duration,
 }
 
 impl Default for ExecutorConfig {
@@ -59,9 +74,17 @@ impl Default for ExecutorConfig {
             epoch_tick: Duration::from_millis(10),
             max_wasm_stack: 512 << 10,
             scratch_root: None,
+            max_module_size: DEFAULT_MAX_MODULE_SIZE,
+            compile_timeout: DEFAULT_COMPILE_TIMEOUT,
         }
     }
 }
+
+/// The largest module compiled unless the worker says otherwise: 128 MiB.
+pub const DEFAULT_MAX_MODULE_SIZE: u64 = 128 << 20;
+
+/// How long a compilation may take unless the worker says otherwise: 60 s.
+pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A failure of the host while running an attempt: the task is not to blame and the attempt
 /// should be handed back, not counted against the task.
@@ -118,6 +141,27 @@ pub struct TaskLimits {
     pub result_cap: u64,
     /// How many bytes of the end of stderr are kept.
     pub log_cap: u64,
+    /// The most elements the guest's tables may hold.
+    pub table_elements: u32,
+    /// The most bytes the guest may write into its scratch directory.
+    pub scratch_bytes: u64,
+    /// The most files and directories the guest may create in its scratch directory.
+    pub scratch_files: u32,
+}
+
+impl TaskLimits {
+    /// The limits a job's spec sets.
+    pub fn of(spec: &crate::spec::JobSpec) -> Self {
+        TaskLimits {
+            lifetime: spec.lifetime,
+            memory: spec.memory_limit,
+            result_cap: spec.result_cap,
+            log_cap: spec.log_cap,
+            table_elements: spec.table_elements,
+            scratch_bytes: spec.scratch_bytes,
+            scratch_files: spec.scratch_files,
+        }
+    }
 }
 
 /// Everything one attempt of a task is run with.
@@ -216,6 +260,8 @@ pub struct Executor {
     engine: Engine,
     linker: Linker<TaskState>,
     scratch_root: PathBuf,
+    max_module_size: u64,
+    compile_timeout: Duration,
     _ticker: EpochTicker,
 }
 
@@ -235,6 +281,7 @@ impl Executor {
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut TaskState| {
             &mut state.wasi
         })
+        .and_then(|()| quota::add_to_linker(&mut linker))
         .and_then(|()| imports::add_to_linker(&mut linker))
         .map_err(|e| ExecutorError::Engine(e.to_string()))?;
 
@@ -243,12 +290,50 @@ impl Executor {
             engine,
             linker,
             scratch_root: config.scratch_root.unwrap_or_else(std::env::temp_dir),
+            max_module_size: config.max_module_size,
+            compile_timeout: config.compile_timeout,
             _ticker: ticker,
         })
     }
 
+    /// Compiles and links a module within the executor's size and time budgets, on a blocking
+    /// thread. A compilation that runs out of time goes on in the background (Cranelift cannot
+    /// be interrupted), but its module is refused.
+    pub async fn compile_within_budget(
+        self: &Arc<Self>,
+        wasm: Vec<u8>,
+    ) -> Result<TaskModule, InvalidModule> {
+        let executor = Arc::clone(self);
+        let compiling = tokio::task::spawn_blocking(move || executor.compile(&wasm));
+        match tokio::time::timeout(self.compile_timeout, compiling).await {
+            Ok(Ok(compiled)) => compiled,
+            Ok(Err(panicked)) => Err(InvalidModule(format!("compiling panicked: {panicked}"))),
+            Err(_elapsed) => Err(InvalidModule(format!(
+                "compiling took longer than the worker's budget of {}",
+                humantime::format_duration(self.compile_timeout)
+            ))),
+        }
+    }
+
     /// Compiles and links a module. CPU-heavy: call it off the async runtime's worker threads.
     pub fn compile(&self, wasm: &[u8]) -> Result<TaskModule, InvalidModule> {
+        if wasm.len() as u64 > self.max_module_size {
+            return Err(InvalidModule(format!(
+                "the module is {} bytes, above the worker's limit of {} bytes",
+                wasm.len(),
+                self.max_module_size
+            )));
+        }
+        if wasm.is_empty() {
+            return Err(InvalidModule("the module is empty (0 bytes)".into()));
+        }
+        if !wasm.starts_with(b"\0asm") && std::str::from_utf8(wasm).is_err() {
+            return Err(InvalidModule(
+                "not a WebAssembly module: it neither starts with the `\\0asm` magic bytes nor is \
+                 WebAssembly text"
+                    .into(),
+            ));
+        }
         if is_component(wasm) {
             return Err(InvalidModule(
                 "this is a WebAssembly component, not a core module; build the task for \
@@ -299,16 +384,21 @@ impl Executor {
         let log = LogPipe::new(attempt.limits.log_cap);
         let wasi = wasi_context(attempt, scratch.path(), &result, &log)?;
 
+        let limits = &attempt.limits;
         let mut store = Store::new(
             &self.engine,
             TaskState {
                 wasi,
-                limiter: TaskLimiter::new(attempt.limits.memory),
+                limiter: TaskLimiter::new(limits.memory, limits.table_elements),
+                quota: Quota::new(scratch.path(), limits.scratch_bytes, limits.scratch_files),
                 control: Arc::clone(control),
-                deadline: started + attempt.limits.lifetime,
+                deadline: started + limits.lifetime,
             },
         );
         store.limiter(|state| &mut state.limiter);
+        // What the host may allocate for the guest in one call never exceeds what the guest
+        // may hold itself.
+        store.set_hostcall_fuel(limits.memory.min(MAX_HOSTCALL_BYTES) as usize);
         // Yield to tokio at every tick so the timeout and cancellation below get to run even
         // while the guest spins in pure wasm.
         store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
@@ -337,6 +427,7 @@ impl Executor {
             }
         };
         let memory_refused = store.data().limiter.refused;
+        let scratch_refused = store.data().quota.refused;
         drop(store);
         // Removing the scratch directory is best effort: a failure leaves litter, not a wrong
         // outcome.
@@ -345,6 +436,9 @@ impl Executor {
         let ending = match ending {
             Ending::Exited(0) => ending,
             Ending::Exited(_) | Ending::Trapped(_) if memory_refused => Ending::MemoryLimitExceeded,
+            Ending::Exited(_) | Ending::Trapped(_) if scratch_refused => {
+                Ending::ScratchLimitExceeded
+            }
             other => other,
         };
         match &ending {
@@ -355,6 +449,10 @@ impl Executor {
             Ending::MemoryLimitExceeded => log.note(&format!(
                 "stopped: the guest asked for more than its memory limit of {} bytes",
                 attempt.limits.memory
+            )),
+            Ending::ScratchLimitExceeded => log.note(&format!(
+                "stopped: the guest wrote more than its scratch limit of {} bytes or {} files",
+                attempt.limits.scratch_bytes, attempt.limits.scratch_files
             )),
             Ending::Cancelled => log.note("stopped: the task was cancelled"),
             _ => {}
@@ -375,6 +473,7 @@ impl Executor {
 pub(crate) struct TaskState {
     wasi: WasiP1Ctx,
     limiter: TaskLimiter,
+    quota: Quota,
     control: Arc<AttemptControl>,
     deadline: Instant,
 }
@@ -402,7 +501,8 @@ fn wasi_context(
         .stderr(log.clone())
         .allow_tcp(false)
         .allow_udp(false)
-        .allow_ip_name_lookup(false);
+        .allow_ip_name_lookup(false)
+        .max_random_size(attempt.limits.memory.min(MAX_RANDOM_BYTES));
     for (key, value) in attempt.metadata {
         builder.env(format!("{}{key}", env::META_PREFIX), value);
     }
@@ -461,7 +561,11 @@ fn trap_name(trap: Trap) -> String {
 
 /// The error with its wasm backtrace, cut to a size that leaves room for the guest's own log.
 fn describe(error: &wasmtime::Error) -> String {
-    let full = format!("{error:?}");
+    // The chain of messages (the wasm backtrace is one of them), not `{:?}`: with RUST_BACKTRACE
+    // set that also resolves the host's own backtrace, which loads the binary's debug info and
+    // cost a debug-build worker 200 MiB for one stack-overflow trap.
+    let full: Vec<String> = error.chain().map(|cause| cause.to_string()).collect();
+    let full = full.join("\n");
     let mut lines: Vec<&str> = full.lines().take(MAX_NOTE_LINES + 1).collect();
     if lines.len() > MAX_NOTE_LINES {
         lines.truncate(MAX_NOTE_LINES);
@@ -479,13 +583,15 @@ fn is_component(wasm: &[u8]) -> bool {
 /// so that a failure that follows is reported as the memory limit rather than as its symptom.
 struct TaskLimiter {
     memory: usize,
+    table_elements: usize,
     refused: bool,
 }
 
 impl TaskLimiter {
-    fn new(memory: u64) -> Self {
+    fn new(memory: u64, table_elements: u32) -> Self {
         TaskLimiter {
             memory: usize::try_from(memory).unwrap_or(usize::MAX),
+            table_elements: table_elements as usize,
             refused: false,
         }
     }
@@ -509,7 +615,7 @@ impl ResourceLimiter for TaskLimiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = desired <= MAX_TABLE_ELEMENTS && maximum.is_none_or(|max| desired <= max);
+        let allowed = desired <= self.table_elements && maximum.is_none_or(|max| desired <= max);
         self.refused |= !allowed;
         Ok(allowed)
     }

@@ -5,10 +5,11 @@
 //! suite holds it to the same cases as the distributed backend. Nothing is persisted.
 
 use super::{
-    Ack, Claim, Heartbeat, JobId, JobStatus, Lease, Millis, Reaped, Report, StorageError,
-    Submitted, SubmitterStore, TaskId, TaskInfo, TaskState, Verdict, WorkerId, WorkerStore,
-    now_millis,
+    Ack, Claim, Heartbeat, JobId, JobStatus, Lease, Millis, Reaped, RegisteredWorker, Report,
+    StorageError, Submitted, SubmitterStore, TaskId, TaskInfo, TaskState, Verdict, WORKER_TTL,
+    WorkerId, WorkerStore, now_millis,
 };
+use crate::limits::Ceilings;
 use crate::manifest::{Digest, ManifestPath};
 use crate::range::RangeSet;
 use crate::spec::{JobSpec, Priority};
@@ -39,6 +40,8 @@ struct State {
     /// Claim order: highest priority first, then the oldest job (ULIDs sort by time).
     queue: BTreeSet<(Reverse<Priority>, JobId)>,
     blobs: HashMap<Digest, Arc<Vec<u8>>>,
+    /// Registered workers by instance.
+    workers: HashMap<ulid::Ulid, RegisteredWorker>,
 }
 
 #[derive(Debug)]
@@ -109,9 +112,13 @@ impl MemoryStore {
         let mut state = self.lock();
         let now = now_millis();
         let state = &mut *state;
+        let ceilings = state.workers.get(&worker.instance).map(|w| w.ceilings);
         for (_, id) in &state.queue {
             let job = state.jobs.get_mut(id).expect("queued jobs exist");
             if !job.missing.is_empty() || job.pending.is_empty() {
+                continue;
+            }
+            if ceilings.is_some_and(|c| c.check(&job.spec).is_err()) {
                 continue;
             }
             let room = match job.spec.max_concurrency {
@@ -215,6 +222,7 @@ fn unknown(job: JobId) -> StorageError {
 impl SubmitterStore for MemoryStore {
     async fn submit(&self, spec: &JobSpec) -> Result<Submitted, StorageError> {
         spec.validate()?;
+        super::admit(spec, &self.workers().await?)?;
         let id = JobId::generate();
         let mut state = self.lock();
         let missing: BTreeSet<ManifestPath> = spec
@@ -354,9 +362,39 @@ impl SubmitterStore for MemoryStore {
         state.queue.remove(&(Reverse(record.spec.priority), job));
         Ok(())
     }
+
+    async fn workers(&self) -> Result<Vec<RegisteredWorker>, StorageError> {
+        let live_since = now_millis().saturating_sub(WORKER_TTL.as_millis() as Millis);
+        let mut workers: Vec<_> = self
+            .lock()
+            .workers
+            .values()
+            .filter(|w| w.seen_at >= live_since)
+            .cloned()
+            .collect();
+        workers.sort_by_key(|w| (w.seen_at, w.worker.instance));
+        Ok(workers)
+    }
 }
 
 impl WorkerStore for MemoryStore {
+    async fn register(&self, worker: &WorkerId, ceilings: &Ceilings) -> Result<(), StorageError> {
+        let registered = RegisteredWorker {
+            worker: worker.clone(),
+            ceilings: *ceilings,
+            seen_at: now_millis(),
+        };
+        self.lock().workers.insert(worker.instance, registered);
+        // A worker with other ceilings may be able to claim what others could not.
+        self.wake_workers();
+        Ok(())
+    }
+
+    async fn unregister(&self, worker: &WorkerId) -> Result<(), StorageError> {
+        self.lock().workers.remove(&worker.instance);
+        Ok(())
+    }
+
     async fn next(
         &self,
         worker: &WorkerId,

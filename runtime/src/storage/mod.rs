@@ -12,7 +12,9 @@
 //!   worker that wakes late cannot overwrite a newer attempt;
 //! - value ranges are interval sets: submitting a job costs the same whatever its size;
 //! - an error is retried while the task has retries left; a fatal outcome never is; a requeue
-//!   puts the task back without counting a failure.
+//!   puts the task back without counting a failure;
+//! - workers register the [`Ceilings`] they accept: a worker claims only jobs within its own,
+//!   and a submit that no live worker would accept is refused ([`StorageError::OverCeilings`]).
 //!
 //! What is *not* here: running guests (the executor), the worker's scheduling (the worker), and
 //! the on-disk blob cache of a worker host.
@@ -23,6 +25,7 @@ mod redis;
 pub use self::memory::{DEFAULT_LEASE_TTL, MemoryStore};
 pub use self::redis::{DEFAULT_PREFIX, DEFAULT_URL, RedisConfig, RedisStore};
 
+use crate::limits::{Ceilings, OverCeilings};
 use crate::manifest::{ContentMismatch, Digest, ManifestPath};
 use crate::range::RangeSet;
 use crate::spec::{JobSpec, Priority, SpecError};
@@ -107,6 +110,44 @@ pub struct WorkerId {
     pub hostname: String,
     /// Unique per worker process, so a restarted worker is a new worker.
     pub instance: Ulid,
+}
+
+/// How long a worker counts as live after it last registered. Workers renew their
+/// registration at every reap interval, well within it.
+pub const WORKER_TTL: Duration = Duration::from_secs(60);
+
+/// A worker as the queue knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisteredWorker {
+    /// Who it is.
+    pub worker: WorkerId,
+    /// The most it accepts of each job limit.
+    pub ceilings: Ceilings,
+    /// When it last registered, on the store's clock.
+    pub seen_at: Millis,
+}
+
+/// Refuses a job that none of the live workers would accept. With no live worker there is
+/// nobody to judge, and the job waits for one.
+fn admit(spec: &JobSpec, live: &[RegisteredWorker]) -> Result<(), StorageError> {
+    let mut closest: Option<OverCeilings> = None;
+    for worker in live {
+        match worker.ceilings.check(spec) {
+            Ok(()) => return Ok(()),
+            Err(over) => {
+                if closest
+                    .as_ref()
+                    .is_none_or(|c| over.excesses.len() < c.excesses.len())
+                {
+                    closest = Some(over);
+                }
+            }
+        }
+    }
+    match closest {
+        Some(over) => Err(StorageError::OverCeilings(over)),
+        None => Ok(()),
+    }
 }
 
 /// Where a task stands.
@@ -352,6 +393,9 @@ pub enum StorageError {
     /// The job spec is invalid.
     #[error("invalid job: {0}")]
     InvalidSpec(#[from] SpecError),
+    /// The job asks for more than any live worker allows; it was not accepted.
+    #[error("no worker would run this job: {0}")]
+    OverCeilings(#[from] OverCeilings),
     /// An id could not be parsed.
     #[error("invalid {what} {input:?}: expected a ULID such as 01JD3Q4G7TZ9N8V2K5X6Y1R0AB")]
     InvalidId {
@@ -468,13 +512,31 @@ pub trait SubmitterStore: Send + Sync {
     /// Removes the job and everything about its tasks. Workers running its tasks are told to
     /// stop at their next heartbeat.
     fn delete(&self, job: JobId) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// The workers that registered within [`WORKER_TTL`], oldest registration first.
+    fn workers(&self) -> impl Future<Output = Result<Vec<RegisteredWorker>, StorageError>> + Send;
 }
 
 /// The worker's side of the queue.
 pub trait WorkerStore: Send + Sync {
+    /// Announces the worker and the ceilings it accepts, or renews the announcement. Call it
+    /// before the first claim and then well within every [`WORKER_TTL`].
+    fn register(
+        &self,
+        worker: &WorkerId,
+        ceilings: &Ceilings,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Withdraws the worker's announcement, on a graceful stop.
+    fn unregister(
+        &self,
+        worker: &WorkerId,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
     /// Claims up to `max` pending tasks of the highest-priority runnable job (the oldest job
-    /// within a priority), within that job's max concurrency. Waits up to `wait` for work when
-    /// there is none; `None` means there was none by then.
+    /// within a priority) that fits the ceilings `worker` registered, within that job's max
+    /// concurrency. Waits up to `wait` for work when there is none; `None` means there was none
+    /// by then.
     fn next(
         &self,
         worker: &WorkerId,

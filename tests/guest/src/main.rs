@@ -31,6 +31,17 @@
 //! | `cancelled` | prints `cancelled=true` or `cancelled=false` and a newline |
 //! | `time_left` | prints the milliseconds left and a newline |
 //! | `recurse` | recurses without bound until the stack overflows (a trap) |
+//! | `symlink:TARGET LINK` | creates the symbolic link LINK pointing at TARGET |
+//! | `rename:FROM TO` | renames FROM to TO |
+//! | `link:FROM TO` | creates the hard link TO of FROM |
+//! | `truncate:PATH` | opens PATH for writing and truncates it to 0 bytes |
+//! | `fill:PATH` | writes 64 KiB chunks to PATH until a write fails |
+//! | `files:DIR` | creates empty files `DIR/0`, `DIR/1`, ... until a creation fails |
+//! | `openloop:PATH` | opens PATH again and again, keeping every handle, until an open fails |
+//! | `connect:ADDR` | opens a TCP connection to ADDR (`127.0.0.1:6379`) |
+//!
+//! The file-system steps from `symlink` on end like `read` when they fail: exit 1 with
+//! `NAME ARG: <error>` on stderr. `fill`, `files` and `openloop` first log how far they got.
 //!
 //! An unknown step or a malformed argument ends fatal. Finishing every step is success.
 //!
@@ -148,6 +159,66 @@ fn perform(task: &Task, name: &str, arg: &str) -> Result<(), TaskError> {
         "recurse" => {
             black_box(recurse(0));
         }
+        "symlink" => {
+            let (target, link) = two_paths(name, arg)?;
+            // The platform-neutral call: `std::os::wasi::fs::symlink_path` is still unstable.
+            #[allow(deprecated)]
+            std::fs::soft_link(target, link).map_err(|e| failed(name, arg, e))?;
+        }
+        "rename" => {
+            let (from, to) = two_paths(name, arg)?;
+            std::fs::rename(from, to).map_err(|e| failed(name, arg, e))?;
+        }
+        "link" => {
+            let (from, to) = two_paths(name, arg)?;
+            std::fs::hard_link(from, to).map_err(|e| failed(name, arg, e))?;
+        }
+        "truncate" => {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(arg)
+                .map_err(|e| failed(name, arg, e))?;
+        }
+        "fill" => {
+            let mut file = std::fs::File::create(arg).map_err(|e| failed(name, arg, e))?;
+            let chunk = [b'z'; CHUNK];
+            let mut written = 0u64;
+            let ended = loop {
+                match file.write_all(&chunk) {
+                    Ok(()) => written += CHUNK as u64,
+                    Err(e) => break e,
+                }
+            };
+            stderr(format!("wrote {written} bytes\n").as_bytes())?;
+            return Err(failed(name, arg, ended));
+        }
+        "files" => {
+            let mut created = 0u64;
+            let ended = loop {
+                match std::fs::File::create(format!("{arg}/{created}")) {
+                    Ok(_) => created += 1,
+                    Err(e) => break e,
+                }
+            };
+            stderr(format!("created {created} files\n").as_bytes())?;
+            return Err(failed(name, arg, ended));
+        }
+        "openloop" => {
+            let mut open = Vec::new();
+            let ended = loop {
+                match std::fs::File::open(arg) {
+                    Ok(file) => open.push(file),
+                    Err(e) => break e,
+                }
+            };
+            stderr(format!("opened {} files\n", open.len()).as_bytes())?;
+            return Err(failed(name, arg, ended));
+        }
+        "connect" => {
+            std::net::TcpStream::connect(arg).map_err(|e| failed(name, arg, e))?;
+            stdout(format!("connected to {arg}\n").as_bytes())?;
+        }
         _ => return Err(TaskError::fatal(format!("behave: unknown step {name:?}"))),
     }
     Ok(())
@@ -196,6 +267,11 @@ fn bad(name: &str, arg: &str) -> TaskError {
 /// The retryable error for a failed file-system step, e.g. `read /etc/passwd: <error>`.
 fn failed(name: &str, path: &str, err: std::io::Error) -> TaskError {
     TaskError::retry(format!("{name} {path}: {err}"))
+}
+
+/// The two space-separated paths of a step's argument.
+fn two_paths<'a>(name: &str, arg: &'a str) -> Result<(&'a str, &'a str), TaskError> {
+    arg.split_once(' ').ok_or_else(|| bad(name, arg))
 }
 
 /// The step's own message, or the default when it has none.

@@ -36,13 +36,22 @@ pub fn wat(text: &str) -> Vec<u8> {
 /// A WASI command whose `_start` runs `body`. It exports one page of memory and imports
 /// `proc_exit` as `$exit`, `fd_write` as `$fd_write` and `poll_oneoff` as `$poll_oneoff`.
 pub fn command(body: &str) -> Vec<u8> {
+    command_importing(
+        r#"(import "wasi_snapshot_preview1" "fd_write"
+             (func $fd_write (param i32 i32 i32 i32) (result i32)))
+           (import "wasi_snapshot_preview1" "poll_oneoff"
+             (func $poll_oneoff (param i32 i32 i32 i32) (result i32)))"#,
+        body,
+    )
+}
+
+/// A WASI command with one page of exported memory whose `_start` runs `body`; it imports
+/// `proc_exit` as `$exit` and whatever `imports` (WAT import fields) declare.
+pub fn command_importing(imports: &str, body: &str) -> Vec<u8> {
     wat(&format!(
         r#"(module
              (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
-             (import "wasi_snapshot_preview1" "fd_write"
-               (func $fd_write (param i32 i32 i32 i32) (result i32)))
-             (import "wasi_snapshot_preview1" "poll_oneoff"
-               (func $poll_oneoff (param i32 i32 i32 i32) (result i32)))
+             {imports}
              (memory (export "memory") 1)
              (func (export "_start") {body}))"#
     ))

@@ -32,6 +32,11 @@ impl Keys {
         format!("{}:queue", self.prefix)
     }
 
+    /// HASH of registered workers: instance id -> "<seen ms> <JSON: worker, ceilings>".
+    pub(super) fn workers(&self) -> String {
+        format!("{}:workers", self.prefix)
+    }
+
     /// A marker set once per server lifetime: if it changes or disappears, the server lost its
     /// data.
     pub(super) fn instance(&self) -> String {

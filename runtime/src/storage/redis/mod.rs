@@ -14,9 +14,11 @@ mod keys;
 mod scripts;
 
 use super::{
-    Ack, Claim, Heartbeat, JobId, JobStatus, Lease, Millis, Reaped, Report, StorageError,
-    Submitted, SubmitterStore, TaskId, TaskInfo, TaskState, Verdict, WorkerId, WorkerStore,
+    Ack, Claim, Heartbeat, JobId, JobStatus, Lease, Millis, Reaped, RegisteredWorker, Report,
+    StorageError, Submitted, SubmitterStore, TaskId, TaskInfo, TaskState, Verdict, WORKER_TTL,
+    WorkerId, WorkerStore,
 };
+use crate::limits::Ceilings;
 use crate::manifest::{Digest, ManifestPath};
 use crate::range::RangeSet;
 use crate::spec::{JobSpec, Priority};
@@ -81,6 +83,9 @@ pub struct RedisStore {
     instance: Mutex<String>,
     /// Started by the first claim: counts wake-ups published on the wake channel.
     wake: OnceCell<WakeListener>,
+    /// The ceilings each worker of this process registered, by instance: its claims skip jobs
+    /// above them.
+    ceilings: Mutex<HashMap<ulid::Ulid, Ceilings>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -153,6 +158,7 @@ impl RedisStore {
             specs: Mutex::default(),
             instance: Mutex::default(),
             wake: OnceCell::new(),
+            ceilings: Mutex::default(),
         };
         store.refuse_eviction().await?;
         let instance = store.adopt_instance().await?;
@@ -213,21 +219,14 @@ impl RedisStore {
             .map_err(|e| self.error(e))
     }
 
+    /// Runs a per-job script on the job's keys.
     async fn run<T: redis::FromRedisValue>(
         &self,
         script: &Script,
         job: JobId,
         args: &[&[u8]],
     ) -> Result<T, StorageError> {
-        let mut invocation = script.prepare_invoke();
-        invocation.key(self.keys.job(job));
-        for arg in args {
-            invocation.arg(*arg);
-        }
-        invocation
-            .invoke_async(&mut self.con.clone())
-            .await
-            .map_err(|e| self.error(e))
+        self.run_on(script, self.keys.job(job), args).await
     }
 
     /// Makes a job whose files are all stored claimable, and wakes idle workers.
@@ -299,8 +298,32 @@ impl RedisStore {
             .map_err(|e| self.error(e))
     }
 
-    /// Tries the queued jobs in order and claims from the first that has tasks to give.
-    async fn try_claim(&self, worker: &str, max: usize) -> Result<Option<Claim>, StorageError> {
+    /// Runs a script on the given keys: a job's, or a key of its own.
+    async fn run_on<T: redis::FromRedisValue, K: redis::ToRedisArgs>(
+        &self,
+        script: &Script,
+        keys: K,
+        args: &[&[u8]],
+    ) -> Result<T, StorageError> {
+        let mut invocation = script.prepare_invoke();
+        invocation.key(keys);
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        invocation
+            .invoke_async(&mut self.con.clone())
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Tries the queued jobs in order and claims from the first that has tasks to give and fits
+    /// the worker's ceilings.
+    async fn try_claim(
+        &self,
+        worker: &str,
+        ceilings: Option<Ceilings>,
+        max: usize,
+    ) -> Result<Option<Claim>, StorageError> {
         let candidates: Vec<String> = self
             .query(
                 redis::cmd("ZRANGE")
@@ -314,6 +337,14 @@ impl RedisStore {
             let Ok(job) = candidate.parse::<JobId>() else {
                 continue;
             };
+            if let Some(ceilings) = ceilings {
+                match self.spec(job).await {
+                    Ok(spec) if ceilings.check(&spec).is_err() => continue,
+                    Ok(_) => {}
+                    Err(StorageError::UnknownJob(_)) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
             let task_ids: Vec<String> = (0..max).map(|_| TaskId::generate().to_string()).collect();
             let mut args: Vec<&[u8]> = vec![ttl.as_bytes(), worker.as_bytes()];
             args.extend(task_ids.iter().map(|id| id.as_bytes()));
@@ -465,6 +496,7 @@ fn format_set(set: &RangeSet) -> String {
 impl SubmitterStore for RedisStore {
     async fn submit(&self, spec: &JobSpec) -> Result<Submitted, StorageError> {
         spec.validate()?;
+        super::admit(spec, &self.workers().await?)?;
         let job = JobId::generate();
         // Which contents the server lacks: only those need uploading.
         let mut by_digest: BTreeMap<Digest, Vec<&ManifestPath>> = BTreeMap::new();
@@ -653,6 +685,28 @@ impl SubmitterStore for RedisStore {
         Ok(JobSpec::clone(&*self.spec(job).await?))
     }
 
+    async fn workers(&self) -> Result<Vec<RegisteredWorker>, StorageError> {
+        let ttl = WORKER_TTL.as_millis().to_string();
+        let entries: Vec<String> = self
+            .run_on(&SCRIPTS.workers, self.keys.workers(), &[ttl.as_bytes()])
+            .await?;
+        let mut workers = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let (seen_at, record) = entry
+                .split_once(' ')
+                .ok_or_else(|| corrupt("a worker entry"))?;
+            let record: WorkerRecord =
+                serde_json::from_str(record).map_err(|_| corrupt("a worker record"))?;
+            workers.push(RegisteredWorker {
+                worker: record.worker,
+                ceilings: record.ceilings,
+                seen_at: seen_at.parse().map_err(|_| corrupt("a worker's time"))?,
+            });
+        }
+        workers.sort_by_key(|w| (w.seen_at, w.worker.instance));
+        Ok(workers)
+    }
+
     async fn delete(&self, job: JobId) -> Result<(), StorageError> {
         let existed: i64 = self.run(&SCRIPTS.delete, job, &[]).await?;
         self.forget(job);
@@ -668,7 +722,43 @@ impl SubmitterStore for RedisStore {
     }
 }
 
+#[derive(serde::Serialize, Deserialize)]
+struct WorkerRecord {
+    worker: WorkerId,
+    ceilings: Ceilings,
+}
+
 impl WorkerStore for RedisStore {
+    async fn register(&self, worker: &WorkerId, ceilings: &Ceilings) -> Result<(), StorageError> {
+        let record = serde_json::to_string(&WorkerRecord {
+            worker: worker.clone(),
+            ceilings: *ceilings,
+        })
+        .map_err(|e| StorageError::Backend(e.to_string()))?;
+        let instance = worker.instance.to_string();
+        let args: [&[u8]; 2] = [instance.as_bytes(), record.as_bytes()];
+        self.run_on::<i64, _>(&SCRIPTS.register, self.keys.workers(), &args)
+            .await?;
+        self.ceilings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(worker.instance, *ceilings);
+        // A worker with other ceilings may be able to claim what others could not.
+        self.query::<i64>(redis::cmd("PUBLISH").arg(self.keys.wake()).arg("worker"))
+            .await
+            .map(drop)
+    }
+
+    async fn unregister(&self, worker: &WorkerId) -> Result<(), StorageError> {
+        self.query::<i64>(
+            redis::cmd("HDEL")
+                .arg(self.keys.workers())
+                .arg(worker.instance.to_string()),
+        )
+        .await
+        .map(drop)
+    }
+
     async fn next(
         &self,
         worker: &WorkerId,
@@ -678,13 +768,19 @@ impl WorkerStore for RedisStore {
         if max == 0 {
             return Ok(None);
         }
+        let ceilings = self
+            .ceilings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&worker.instance)
+            .copied();
         let worker =
             serde_json::to_string(worker).map_err(|e| StorageError::Backend(e.to_string()))?;
         // Subscribed before looking, so work that appears in between still wakes us.
         let mut work = self.wake_receiver().await?;
         let give_up = tokio::time::Instant::now() + wait;
         loop {
-            if let Some(claim) = self.try_claim(&worker, max).await? {
+            if let Some(claim) = self.try_claim(&worker, ceilings, max).await? {
                 return Ok(Some(claim));
             }
             if tokio::time::timeout_at(give_up, work.changed())

@@ -23,6 +23,8 @@ pub(super) struct Scripts {
     pub(super) status: Script,
     pub(super) info: Script,
     pub(super) delete: Script,
+    pub(super) register: Script,
+    pub(super) workers: Script,
 }
 
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -35,4 +37,7 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     status: with_prelude(include_str!("lua/status.lua")),
     info: with_prelude(include_str!("lua/info.lua")),
     delete: with_prelude(include_str!("lua/delete.lua")),
+    // The worker registry is not a job's: these two take their own key.
+    register: Script::new(include_str!("lua/register.lua")),
+    workers: Script::new(include_str!("lua/workers.lua")),
 });
