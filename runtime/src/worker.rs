@@ -20,7 +20,6 @@ use crate::executor::{
     TaskModule,
 };
 use crate::limits::Ceilings;
-use crate::manifest::Digest;
 use crate::spec::JobSpec;
 use crate::storage::{
     Ack, Claim, Heartbeat, JobId, Lease, Report, StorageError, TaskId, Verdict, WorkerId,
@@ -139,9 +138,6 @@ pub struct WorkerStats {
     pub refused: u64,
 }
 
-/// How many compiled modules a worker keeps in memory.
-const MAX_CACHED_MODULES: usize = 64;
-
 /// A job made ready to run on this host: its tree on disk and its compiled module.
 struct PreparedJob {
     dir: PathBuf,
@@ -160,9 +156,6 @@ pub struct Worker<S> {
     id: WorkerId,
     /// Each job is prepared once; its tasks wait on the same cell.
     prepared: Mutex<HashMap<JobId, Arc<Preparation>>>,
-    /// Compiled modules by content, so that jobs sharing a module compile it once per host.
-    /// Invalid modules are kept too: they fail the same way every time.
-    modules: Mutex<HashMap<Digest, Result<TaskModule, InvalidModule>>>,
     /// The controls of running attempts, to stop them at shutdown.
     running: Mutex<HashMap<TaskId, Arc<AttemptControl>>>,
     /// Set once shutdown has passed its grace period: stopped attempts are requeued.
@@ -192,7 +185,6 @@ impl<S: WorkerStore + 'static> Worker<S> {
             config,
             id,
             prepared: Mutex::default(),
-            modules: Mutex::default(),
             running: Mutex::default(),
             stopping: AtomicBool::new(false),
             attempts: AtomicU64::new(0),
@@ -556,29 +548,6 @@ impl<S: WorkerStore + 'static> Worker<S> {
         }
     }
 
-    /// The compiled module of these bytes, compiled at most once per worker (two jobs preparing
-    /// the same new module at once may both compile it; the first result is kept).
-    async fn module(&self, digest: Digest, wasm: Vec<u8>) -> Result<TaskModule, InvalidModule> {
-        let known = self
-            .modules
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&digest)
-            .cloned();
-        if let Some(module) = known {
-            return module;
-        }
-        let compiled = self.executor.compile_within_budget(wasm).await;
-        let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
-        if modules.len() >= MAX_CACHED_MODULES && !modules.contains_key(&digest) {
-            // Any one will do: a module dropped here is compiled again if it comes back.
-            if let Some(&evicted) = modules.keys().next() {
-                modules.remove(&evicted);
-            }
-        }
-        modules.entry(digest).or_insert(compiled).clone()
-    }
-
     /// Downloads the job's manifest into the cache and compiles its module, once per job.
     async fn prepare(&self, job: JobId, spec: &JobSpec) -> Result<Arc<PreparedJob>, String> {
         let cell = Arc::clone(
@@ -609,7 +578,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
                     })
                     .await
                     .map_err(|e| e.to_string())?;
-                let module = self.module(script.sha256, wasm).await;
+                let module = self.executor.compile_within_budget(wasm).await;
                 Ok(Arc::new(PreparedJob { dir, module }))
             })
             .await

@@ -6,7 +6,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tempfile::TempDir;
 use wasmjob::executor::{
-    Attempt, AttemptControl, AttemptReport, Executor, ExecutorConfig, TaskLimits, TaskModule,
+    Attempt, AttemptControl, AttemptReport, Executor, ExecutorConfig, ModuleStats, TaskLimits,
+    TaskModule,
 };
 use wasmjob_host_api::{Ending, Outcome};
 use wasmjob_test_support::{command, guest_bytes, wat};
@@ -46,6 +47,7 @@ fn job_dir() -> TempDir {
 }
 
 async fn run_with(
+    executor: &Executor,
     module: &TaskModule,
     metadata: &[(&str, &str)],
     limits: TaskLimits,
@@ -69,8 +71,7 @@ async fn run_with(
         workdir,
         limits,
     };
-    shared()
-        .executor
+    executor
         .run(module, &attempt, control)
         .await
         .expect("the host side of an attempt does not fail")
@@ -81,11 +82,20 @@ async fn run_wat(wasm: &[u8], limits: TaskLimits) -> AttemptReport {
         .executor
         .compile(wasm)
         .expect("test module compiles");
-    run_with(&module, &[], limits, ".", &Arc::default()).await
+    run_with(
+        &shared().executor,
+        &module,
+        &[],
+        limits,
+        ".",
+        &Arc::default(),
+    )
+    .await
 }
 
 async fn behave(command: &str) -> AttemptReport {
     run_with(
+        &shared().executor,
         &shared().behave,
         &[("do", command)],
         LIMITS,
@@ -204,6 +214,7 @@ async fn an_infinite_loop_is_stopped_at_its_lifetime() {
 async fn a_guest_sleeping_in_a_wasi_call_is_stopped_at_its_lifetime() {
     let limit = Duration::from_millis(500);
     let report = run_with(
+        &shared().executor,
         &shared().behave,
         &[("do", "sleep:60000")],
         lifetime(limit),
@@ -230,7 +241,15 @@ async fn a_cancelled_attempt_stops_and_the_guest_could_see_it() {
             control.cancel();
         })
     };
-    let report = run_with(&shared().behave, &[("do", "spin")], LIMITS, ".", &control).await;
+    let report = run_with(
+        &shared().executor,
+        &shared().behave,
+        &[("do", "spin")],
+        LIMITS,
+        ".",
+        &control,
+    )
+    .await;
     cancel.await.unwrap();
     assert_eq!(report.ending, Ending::Cancelled);
     assert!(report.duration < Duration::from_secs(10));
@@ -238,6 +257,7 @@ async fn a_cancelled_attempt_stops_and_the_guest_could_see_it() {
     let control = Arc::new(AttemptControl::default());
     control.cancel();
     let report = run_with(
+        &shared().executor,
         &shared().behave,
         &[("do", "cancelled")],
         LIMITS,
@@ -256,11 +276,27 @@ async fn stdout_past_its_cap_ends_the_attempt_with_the_output_limit() {
         ..LIMITS
     };
     let module = &shared().behave;
-    let report = run_with(module, &[("do", "out:999")], small, ".", &Arc::default()).await;
+    let report = run_with(
+        &shared().executor,
+        module,
+        &[("do", "out:999")],
+        small,
+        ".",
+        &Arc::default(),
+    )
+    .await;
     assert_eq!(report.outcome, Outcome::Success);
     assert_eq!(report.result.len(), 999);
 
-    let report = run_with(module, &[("do", "out:1001")], small, ".", &Arc::default()).await;
+    let report = run_with(
+        &shared().executor,
+        module,
+        &[("do", "out:1001")],
+        small,
+        ".",
+        &Arc::default(),
+    )
+    .await;
     assert_eq!(report.ending, Ending::OutputLimitExceeded);
     assert_eq!(
         report.outcome,
@@ -275,6 +311,7 @@ async fn stderr_keeps_its_tail_and_is_never_an_error() {
         ..LIMITS
     };
     let report = run_with(
+        &shared().executor,
         &shared().behave,
         &[("do", "log:300000;logline:the end")],
         small,
@@ -291,6 +328,7 @@ async fn stderr_keeps_its_tail_and_is_never_an_error() {
 #[tokio::test]
 async fn the_guest_sees_exactly_the_contract_environment_and_argv() {
     let report = run_with(
+        &shared().executor,
         &shared().behave,
         &[("do", "env;args"), ("colour", "blue")],
         LIMITS,
@@ -322,6 +360,7 @@ async fn the_manifest_is_readable_by_absolute_and_working_dir_relative_paths() {
 
     let module = &shared().behave;
     let report = run_with(
+        &shared().executor,
         module,
         &[("do", "read:sub/in.txt")],
         LIMITS,
@@ -395,24 +434,9 @@ async fn the_scratch_dir_is_writable_private_and_removed_afterwards() {
     })
     .unwrap();
     let module = executor.compile(&guest_bytes("behave")).unwrap();
-    let job_dir = job_dir();
-    let metadata = BTreeMap::from([("do".to_string(), "write:/scratch/big.txt".to_string())]);
-    let attempt = Attempt {
-        job_id: "01JD3Q4G7TZ9N8V2K5X6Y1R0AB",
-        job_name: "scratch",
-        task_id: "01JD3Q4G7TZ9N8V2K5X6Y1R0AC",
-        value: 1,
-        attempt: 1,
-        script: "behave.wasm",
-        metadata: &metadata,
-        job_dir: job_dir.path(),
-        workdir: ".",
-        limits: LIMITS,
-    };
-    let report = executor
-        .run(&module, &attempt, &Arc::default())
-        .await
-        .unwrap();
+    let control = Arc::default();
+    let write = [("do", "write:/scratch/big.txt")];
+    let report = run_with(&executor, &module, &write, LIMITS, ".", &control).await;
     assert_eq!(report.outcome, Outcome::Success, "{}", text(&report.log));
     let left: Vec<_> = std::fs::read_dir(scratch_root.path()).unwrap().collect();
     assert!(left.is_empty(), "scratch left behind: {left:?}");
@@ -422,6 +446,7 @@ async fn the_scratch_dir_is_writable_private_and_removed_afterwards() {
 async fn progress_reported_by_the_guest_reaches_the_control() {
     let control = Arc::new(AttemptControl::default());
     let report = run_with(
+        &shared().executor,
         &shared().behave,
         &[("do", "progress:half way")],
         LIMITS,
@@ -468,4 +493,92 @@ async fn a_module_that_cannot_run_is_a_compilation_error() {
         );
         assert!(invalid.0.contains(says), "{name}: {invalid}");
     }
+}
+
+#[tokio::test]
+async fn compiled_modules_are_kept_on_disk_and_a_bad_file_is_rebuilt() {
+    let cache = tempfile::tempdir().unwrap();
+    let executor = || {
+        Arc::new(
+            Executor::new(ExecutorConfig {
+                module_cache_dir: Some(cache.path().to_path_buf()),
+                ..ExecutorConfig::default()
+            })
+            .unwrap(),
+        )
+    };
+    let hello = guest_bytes("hello");
+    let files = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect()
+    };
+
+    // The first executor compiles once, however many jobs use the module, and stores it.
+    let first = executor();
+    first.compile_within_budget(hello.clone()).await.unwrap();
+    first.compile_within_budget(hello.clone()).await.unwrap();
+    assert_eq!(
+        first.module_stats(),
+        ModuleStats {
+            compiled: 1,
+            loaded: 0
+        }
+    );
+    let stored = files();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(stored[0].to_string_lossy().ends_with(".cwasm"));
+
+    // A restarted worker loads it instead of compiling, and it runs.
+    let second = executor();
+    let module = second.compile_within_budget(hello.clone()).await.unwrap();
+    assert_eq!(
+        second.module_stats(),
+        ModuleStats {
+            compiled: 0,
+            loaded: 1
+        }
+    );
+    let report = run_on(&second, &module).await;
+    assert_eq!(report.outcome, Outcome::Success, "{}", text(&report.log));
+
+    // A torn file, and one whose header matches but whose bytes wasmtime refuses (a foreign
+    // engine's): ignored, compiled again, and replaced by a sound file.
+    let sound = std::fs::read(&stored[0]).unwrap();
+    let foreign = {
+        let payload = b"compiled by some other engine".to_vec();
+        let mut file = wasmjob::manifest::Digest::of(&payload).as_bytes().to_vec();
+        file.extend(payload);
+        file
+    };
+    for bad in [sound[..sound.len() / 2].to_vec(), foreign] {
+        std::fs::write(&stored[0], bad).unwrap();
+        let next = executor();
+        let module = next.compile_within_budget(hello.clone()).await.unwrap();
+        assert_eq!(
+            next.module_stats(),
+            ModuleStats {
+                compiled: 1,
+                loaded: 0
+            }
+        );
+        let report = run_on(&next, &module).await;
+        assert_eq!(report.outcome, Outcome::Success, "{}", text(&report.log));
+        assert_eq!(files().len(), 1);
+        let again = executor();
+        again.compile_within_budget(hello.clone()).await.unwrap();
+        assert_eq!(
+            again.module_stats(),
+            ModuleStats {
+                compiled: 0,
+                loaded: 1
+            }
+        );
+    }
+}
+
+/// Runs one attempt of `module` on `executor` with the test limits.
+async fn run_on(executor: &Executor, module: &TaskModule) -> AttemptReport {
+    run_with(executor, module, &[], LIMITS, ".", &Arc::default()).await
 }

@@ -131,3 +131,15 @@ fn init_logging(worker: bool) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
+
+/// Where a worker host keeps its caches unless told otherwise: `$XDG_CACHE_HOME/wasmjob`, else
+/// `~/.cache/wasmjob`.
+fn default_cache_dir() -> std::path::PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| std::path::PathBuf::from(home).join(".cache"))
+        })
+        .unwrap_or_else(std::env::temp_dir)
+        .join("wasmjob")
+}

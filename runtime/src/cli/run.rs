@@ -48,8 +48,12 @@ pub async fn run(args: RunArgs, json: bool) -> anyhow::Result<ExitCode> {
         .prefix("wasmjob-run-")
         .tempdir()
         .context("cannot create a working directory")?;
+    // Compiled modules are kept between runs when the cache directory can be made; without
+    // it every run compiles afresh, nothing else changes.
+    let modules = super::default_cache_dir().join("modules");
     let executor = Arc::new(Executor::new(ExecutorConfig {
         scratch_root: Some(work_dir.path().to_path_buf()),
+        module_cache_dir: std::fs::create_dir_all(&modules).is_ok().then_some(modules),
         ..ExecutorConfig::default()
     })?);
     let mut config = WorkerConfig::new(work_dir.path().join("cache"));

@@ -119,7 +119,7 @@ pub async fn worker(args: WorkerArgs, global: &Global) -> anyhow::Result<ExitCod
         units::format_duration(heartbeat),
         units::format_duration(args.lease)
     );
-    let cache_dir = args.cache_dir.unwrap_or_else(default_cache_dir);
+    let cache_dir = args.cache_dir.unwrap_or_else(super::default_cache_dir);
     let mut config = WorkerConfig::new(&cache_dir);
     if let Some(slots) = args.slots {
         anyhow::ensure!(slots > 0, "--slots must be at least 1");
@@ -143,6 +143,7 @@ pub async fn worker(args: WorkerArgs, global: &Global) -> anyhow::Result<ExitCod
         max_module_size: args.ceilings.max_module_size,
         compile_timeout: args.ceilings.compile_timeout,
         max_wasm_stack,
+        module_cache_dir: Some(cache_dir.join("modules")),
         ..ExecutorConfig::default()
     })?);
     std::fs::create_dir_all(cache_dir.join("scratch"))
@@ -175,12 +176,4 @@ async fn shutdown_signal() {
         _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: shutting down"),
     }
-}
-
-fn default_cache_dir() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("wasmjob")
 }

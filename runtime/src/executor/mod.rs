@@ -20,15 +20,18 @@
 //! directory's quota and the open-descriptor cap (the checked WASI calls in `quota`), and
 //! wasmtime's own bounds on what one WASI call may make the host allocate.
 
+mod compiled;
 mod imports;
 mod output;
 mod quota;
 
+use crate::manifest::Digest;
+use compiled::DiskCache;
 use output::{LogPipe, OutputLimitExceeded, ResultPipe};
 use quota::Quota;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -48,6 +51,9 @@ const MAX_HOSTCALL_BYTES: u64 = 128 << 20;
 /// The most random bytes one `random_get` may ask for, unless the guest's memory limit is lower.
 const MAX_RANDOM_BYTES: u64 = 64 << 20;
 
+/// How many compiled modules an executor keeps in memory.
+const MAX_CACHED_MODULES: usize = 64;
+
 /// The most lines of a trap's description (with its wasm backtrace) added to the log.
 const MAX_NOTE_LINES: usize = 24;
 
@@ -66,6 +72,8 @@ pub struct ExecutorConfig {
     pub max_module_size: u64,
     /// How long compiling one module may take; a module that takes longer is an invalid module.
     pub compile_timeout: Duration,
+    /// Where compiled modules are kept between runs; none are kept if `None`.
+    pub module_cache_dir: Option<PathBuf>,
 }
 
 impl Default for ExecutorConfig {
@@ -76,6 +84,7 @@ impl Default for ExecutorConfig {
             scratch_root: None,
             max_module_size: DEFAULT_MAX_MODULE_SIZE,
             compile_timeout: DEFAULT_COMPILE_TIMEOUT,
+            module_cache_dir: None,
         }
     }
 }
@@ -99,6 +108,14 @@ pub enum ExecutorError {
     Scratch {
         /// The directory it was to be created in.
         root: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The compiled-module cache directory could not be created.
+    #[error("cannot use {path} as the compiled-module cache: {source}")]
+    ModuleCache {
+        /// The directory.
+        path: PathBuf,
         /// Why it failed.
         source: std::io::Error,
     },
@@ -262,7 +279,22 @@ pub struct Executor {
     scratch_root: PathBuf,
     max_module_size: u64,
     compile_timeout: Duration,
+    /// Linked modules by content, so that jobs sharing a module compile it once per executor.
+    /// Invalid modules are kept too: they fail the same way every time.
+    modules: Mutex<HashMap<Digest, Result<TaskModule, InvalidModule>>>,
+    disk: Option<DiskCache>,
+    compiled: AtomicU64,
+    loaded: AtomicU64,
     _ticker: EpochTicker,
+}
+
+/// How an executor came by its modules so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModuleStats {
+    /// Modules compiled from their bytes.
+    pub compiled: u64,
+    /// Modules loaded from the disk cache instead.
+    pub loaded: u64,
 }
 
 impl Executor {
@@ -285,6 +317,15 @@ impl Executor {
         .and_then(|()| imports::add_to_linker(&mut linker))
         .map_err(|e| ExecutorError::Engine(e.to_string()))?;
 
+        let disk = match &config.module_cache_dir {
+            Some(dir) => Some(DiskCache::open(dir, &engine).map_err(|source| {
+                ExecutorError::ModuleCache {
+                    path: dir.clone(),
+                    source,
+                }
+            })?),
+            None => None,
+        };
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
         Ok(Executor {
             engine,
@@ -292,27 +333,50 @@ impl Executor {
             scratch_root: config.scratch_root.unwrap_or_else(std::env::temp_dir),
             max_module_size: config.max_module_size,
             compile_timeout: config.compile_timeout,
+            modules: Mutex::default(),
+            disk,
+            compiled: AtomicU64::new(0),
+            loaded: AtomicU64::new(0),
             _ticker: ticker,
         })
     }
 
-    /// Compiles and links a module within the executor's size and time budgets, on a blocking
-    /// thread. A compilation that runs out of time goes on in the background (Cranelift cannot
-    /// be interrupted), but its module is refused.
+    /// The linked module of these bytes: from memory, from the disk cache, or compiled on a
+    /// blocking thread within the executor's size and time budgets. A compilation that runs out
+    /// of time goes on in the background (Cranelift cannot be interrupted), but its module is
+    /// refused. Two callers asking for the same new module at once may both compile it.
     pub async fn compile_within_budget(
         self: &Arc<Self>,
         wasm: Vec<u8>,
     ) -> Result<TaskModule, InvalidModule> {
+        let digest = Digest::of(&wasm);
+        if let Some(known) = self.lock_modules().get(&digest) {
+            return known.clone();
+        }
         let executor = Arc::clone(self);
         let compiling = tokio::task::spawn_blocking(move || executor.compile(&wasm));
-        match tokio::time::timeout(self.compile_timeout, compiling).await {
+        let compiled = match tokio::time::timeout(self.compile_timeout, compiling).await {
             Ok(Ok(compiled)) => compiled,
             Ok(Err(panicked)) => Err(InvalidModule(format!("compiling panicked: {panicked}"))),
             Err(_elapsed) => Err(InvalidModule(format!(
                 "compiling took longer than the worker's budget of {}",
                 humantime::format_duration(self.compile_timeout)
             ))),
+        };
+        let mut modules = self.lock_modules();
+        if modules.len() >= MAX_CACHED_MODULES && !modules.contains_key(&digest) {
+            // Any one will do: a module dropped here is loaded from disk if it comes back.
+            if let Some(&evicted) = modules.keys().next() {
+                modules.remove(&evicted);
+            }
         }
+        modules.entry(digest).or_insert(compiled).clone()
+    }
+
+    fn lock_modules(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<Digest, Result<TaskModule, InvalidModule>>> {
+        self.modules.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Compiles and links a module. CPU-heavy: call it off the async runtime's worker threads.
@@ -341,8 +405,7 @@ impl Executor {
                     .into(),
             ));
         }
-        let module =
-            Module::new(&self.engine, wasm).map_err(|e| InvalidModule(format!("{e:#}")))?;
+        let module = self.load_or_compile(wasm)?;
         match module.get_export("_start") {
             Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => {}
             Some(_) => {
@@ -361,6 +424,39 @@ impl Executor {
             .instantiate_pre(&module)
             .map_err(|e| InvalidModule(format!("{e:#}")))?;
         Ok(TaskModule { pre })
+    }
+
+    /// How many modules were compiled and how many loaded from the disk cache.
+    pub fn module_stats(&self) -> ModuleStats {
+        ModuleStats {
+            compiled: self.compiled.load(Ordering::Relaxed),
+            loaded: self.loaded.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The module from the disk cache, or compiled (and then cached).
+    fn load_or_compile(&self, wasm: &[u8]) -> Result<Module, InvalidModule> {
+        let digest = self.disk.as_ref().map(|_| Digest::of(wasm));
+        if let (Some(disk), Some(digest)) = (&self.disk, &digest)
+            && let Some(module) = disk.load(&self.engine, digest)
+        {
+            self.loaded.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%digest, "loaded a compiled module from the cache");
+            return Ok(module);
+        }
+        let started = Instant::now();
+        let module =
+            Module::new(&self.engine, wasm).map_err(|e| InvalidModule(format!("{e:#}")))?;
+        self.compiled.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            bytes = wasm.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "compiled a module"
+        );
+        if let (Some(disk), Some(digest)) = (&self.disk, &digest) {
+            disk.store(digest, &module);
+        }
+        Ok(module)
     }
 
     /// Runs one attempt to its end: exit, trap, lifetime, or cancellation through `control`.
