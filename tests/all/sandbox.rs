@@ -449,33 +449,7 @@ async fn hostile_guests_reach_nothing_outside_their_sandbox() {
 
 /// How many connections the server has accepted since it started.
 fn connections_received(server: &RedisServer) -> i64 {
-    let port: u16 = server.url().rsplit(':').next().unwrap().parse().unwrap();
-    info_section(port, "stats")
-        .lines()
-        .find_map(|line| line.strip_prefix("total_connections_received:"))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("total_connections_received in INFO stats")
-}
-
-fn info_section(port: u16, section: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .write_all(format!("*2\r\n$4\r\nINFO\r\n${}\r\n{section}\r\n", section.len()).as_bytes())
-        .unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut reply = Vec::new();
-    let mut buffer = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut buffer).unwrap();
-        reply.extend_from_slice(&buffer[..n]);
-        if n == 0 || reply.ends_with(b"\r\n") && reply.len() > 16 {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&reply).into_owned()
+    server.info_field("stats", "total_connections_received") as i64
 }
 
 #[tokio::test]

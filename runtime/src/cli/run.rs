@@ -51,11 +51,6 @@ pub async fn run(args: RunArgs, json: bool) -> anyhow::Result<ExitCode> {
     // Compiled modules are kept between runs when the cache directory can be made; without
     // it every run compiles afresh, nothing else changes.
     let modules = super::default_cache_dir().join("modules");
-    let executor = Arc::new(Executor::new(ExecutorConfig {
-        scratch_root: Some(work_dir.path().to_path_buf()),
-        module_cache_dir: std::fs::create_dir_all(&modules).is_ok().then_some(modules),
-        ..ExecutorConfig::default()
-    })?);
     let mut config = WorkerConfig::new(work_dir.path().join("cache"));
     config.app = "wasmjob-run".into();
     // Ctrl-C means stop now: running tasks are not waited for.
@@ -64,6 +59,12 @@ pub async fn run(args: RunArgs, json: bool) -> anyhow::Result<ExitCode> {
         anyhow::ensure!(slots > 0, "--slots must be at least 1");
         config.slots = slots;
     }
+    let executor = Arc::new(Executor::new(ExecutorConfig {
+        scratch_root: Some(work_dir.path().to_path_buf()),
+        module_cache_dir: std::fs::create_dir_all(&modules).is_ok().then_some(modules),
+        pooled_instances: super::worker::pool_size(config.slots),
+        ..ExecutorConfig::default()
+    })?);
     let worker = Arc::new(Worker::new(Arc::clone(&store), executor, config)?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(worker.run(async {

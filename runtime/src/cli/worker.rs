@@ -144,6 +144,9 @@ pub async fn worker(args: WorkerArgs, global: &Global) -> anyhow::Result<ExitCod
         compile_timeout: args.ceilings.compile_timeout,
         max_wasm_stack,
         module_cache_dir: Some(cache_dir.join("modules")),
+        pooled_instances: pool_size(config.slots),
+        max_memory: config.ceilings.memory,
+        max_table_elements: config.ceilings.table_elements,
         ..ExecutorConfig::default()
     })?);
     std::fs::create_dir_all(cache_dir.join("scratch"))
@@ -176,4 +179,10 @@ async fn shutdown_signal() {
         _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: shutting down"),
     }
+}
+
+/// How many instances the pooling allocator keeps ready for `slots` attempts at once: an attempt
+/// that just ended may still hold its slot while the next one starts.
+pub(super) fn pool_size(slots: usize) -> u32 {
+    u32::try_from(slots.saturating_mul(2).saturating_add(2)).unwrap_or(u32::MAX)
 }

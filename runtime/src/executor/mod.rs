@@ -38,8 +38,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use wasmjob_host_api::{Ending, JOB_DIR, Outcome, SCRATCH_DIR, env, outcome};
 use wasmtime::{
-    Config, Engine, ExternType, InstancePre, Linker, Module, ResourceLimiter, Store, Trap,
-    UpdateDeadline,
+    Config, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    PoolingAllocationConfig, ResourceLimiter, Store, Trap, UpdateDeadline,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
@@ -50,6 +50,12 @@ const MAX_HOSTCALL_BYTES: u64 = 128 << 20;
 
 /// The most random bytes one `random_get` may ask for, unless the guest's memory limit is lower.
 const MAX_RANDOM_BYTES: u64 = 64 << 20;
+
+/// The most tables one attempt's module may define or import.
+const MAX_TABLES: u32 = 4;
+
+/// How many emptied scratch directories an executor keeps for reuse.
+const MAX_SPARE_SCRATCH_DIRS: usize = 64;
 
 /// How many compiled modules an executor keeps in memory.
 const MAX_CACHED_MODULES: usize = 64;
@@ -74,6 +80,14 @@ pub struct ExecutorConfig {
     pub compile_timeout: Duration,
     /// Where compiled modules are kept between runs; none are kept if `None`.
     pub module_cache_dir: Option<PathBuf>,
+    /// How many instances wasmtime's pooling allocator keeps ready, so that an attempt reuses
+    /// the memory, tables and stack of an earlier one instead of mapping fresh ones. At least
+    /// the number of attempts run at once; 0 maps fresh ones for every attempt.
+    pub pooled_instances: u32,
+    /// The largest linear memory an attempt may be given (the size of a pool slot).
+    pub max_memory: u64,
+    /// The most table elements an attempt may be given (the size of a pool slot's tables).
+    pub max_table_elements: u32,
 }
 
 impl Default for ExecutorConfig {
@@ -85,6 +99,9 @@ impl Default for ExecutorConfig {
             max_module_size: DEFAULT_MAX_MODULE_SIZE,
             compile_timeout: DEFAULT_COMPILE_TIMEOUT,
             module_cache_dir: None,
+            pooled_instances: 0,
+            max_memory: crate::spec::MAX_MEMORY_LIMIT,
+            max_table_elements: crate::spec::MAX_TABLE_ELEMENTS,
         }
     }
 }
@@ -285,6 +302,8 @@ pub struct Executor {
     disk: Option<DiskCache>,
     compiled: AtomicU64,
     loaded: AtomicU64,
+    /// Empty scratch directories left by attempts that did not use them.
+    spare_scratch: Mutex<Vec<tempfile::TempDir>>,
     _ticker: EpochTicker,
 }
 
@@ -306,6 +325,21 @@ impl Executor {
         wasmtime_config.max_wasm_stack(config.max_wasm_stack);
         // Host calls run on the same fiber stack as the guest, so leave them room above it.
         wasmtime_config.async_stack_size(config.max_wasm_stack + (1 << 20));
+        if config.pooled_instances > 0 {
+            let instances = config.pooled_instances;
+            let mut pool = PoolingAllocationConfig::new();
+            pool.total_core_instances(instances)
+                .total_memories(instances)
+                .total_tables(instances * MAX_TABLES)
+                .total_stacks(instances)
+                .total_component_instances(0)
+                .max_memories_per_module(1)
+                .max_tables_per_module(MAX_TABLES)
+                .max_memory_size(usize::try_from(config.max_memory).unwrap_or(usize::MAX))
+                .table_elements(config.max_table_elements as usize)
+                .max_core_instance_size(4 << 20);
+            wasmtime_config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
         let engine =
             Engine::new(&wasmtime_config).map_err(|e| ExecutorError::Engine(e.to_string()))?;
 
@@ -337,6 +371,7 @@ impl Executor {
             disk,
             compiled: AtomicU64::new(0),
             loaded: AtomicU64::new(0),
+            spare_scratch: Mutex::default(),
             _ticker: ticker,
         })
     }
@@ -426,6 +461,42 @@ impl Executor {
         Ok(TaskModule { pre })
     }
 
+    /// An empty scratch directory: a spare one, or a new one.
+    fn scratch_dir(&self) -> Result<tempfile::TempDir, ExecutorError> {
+        if let Some(spare) = self
+            .spare_scratch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+        {
+            return Ok(spare);
+        }
+        tempfile::Builder::new()
+            .prefix("wasmjob-scratch-")
+            .tempdir_in(&self.scratch_root)
+            .map_err(|source| ExecutorError::Scratch {
+                root: self.scratch_root.clone(),
+                source,
+            })
+    }
+
+    /// Keeps a scratch directory for the next attempt if its guest created nothing in it (and
+    /// it is indeed empty); removes it otherwise. Most tasks never touch their scratch, and
+    /// making and removing a directory per attempt was a good part of an attempt's cost.
+    fn return_scratch_dir(&self, scratch: tempfile::TempDir, touched: bool) {
+        let empty =
+            || std::fs::read_dir(scratch.path()).is_ok_and(|mut entries| entries.next().is_none());
+        if !touched && empty() {
+            let mut spare = self.spare_scratch.lock().unwrap_or_else(|e| e.into_inner());
+            if spare.len() < MAX_SPARE_SCRATCH_DIRS {
+                spare.push(scratch);
+                return;
+            }
+        }
+        // Best effort: a failure leaves litter, not a wrong outcome.
+        let _ = scratch.close();
+    }
+
     /// How many modules were compiled and how many loaded from the disk cache.
     pub fn module_stats(&self) -> ModuleStats {
         ModuleStats {
@@ -469,13 +540,7 @@ impl Executor {
         control: &Arc<AttemptControl>,
     ) -> Result<AttemptReport, ExecutorError> {
         let started = Instant::now();
-        let scratch = tempfile::Builder::new()
-            .prefix("wasmjob-scratch-")
-            .tempdir_in(&self.scratch_root)
-            .map_err(|source| ExecutorError::Scratch {
-                root: self.scratch_root.clone(),
-                source,
-            })?;
+        let scratch = self.scratch_dir()?;
         let result = ResultPipe::new(attempt.limits.result_cap);
         let log = LogPipe::new(attempt.limits.log_cap);
         let wasi = wasi_context(attempt, scratch.path(), &result, &log)?;
@@ -524,10 +589,9 @@ impl Executor {
         };
         let memory_refused = store.data().limiter.refused;
         let scratch_refused = store.data().quota.refused;
+        let scratch_touched = store.data().quota.touched;
         drop(store);
-        // Removing the scratch directory is best effort: a failure leaves litter, not a wrong
-        // outcome.
-        let _ = scratch.close();
+        self.return_scratch_dir(scratch, scratch_touched);
 
         let ending = match ending {
             Ending::Exited(0) => ending,
@@ -725,7 +789,7 @@ impl ResourceLimiter for TaskLimiter {
     }
 
     fn tables(&self) -> usize {
-        16
+        MAX_TABLES as usize
     }
 }
 

@@ -47,6 +47,9 @@ pub(crate) struct Quota {
     /// Set once a write or a creation was refused, so that a failure which follows is reported
     /// as the scratch limit rather than as its symptom.
     pub(crate) refused: bool,
+    /// Set once anything was created in the scratch directory (or a file opened for creation):
+    /// an untouched directory is still empty and can serve the next attempt.
+    pub(crate) touched: bool,
 }
 
 impl Quota {
@@ -59,6 +62,7 @@ impl Quota {
             entries: 0,
             open: INITIAL_OPEN_FILES,
             refused: false,
+            touched: false,
         }
     }
 
@@ -147,7 +151,9 @@ macro_rules! checked_creation {
         }
         let errno = $real;
         if errno == 0 {
-            $caller.data_mut().quota.entries += 1;
+            let quota = &mut $caller.data_mut().quota;
+            quota.entries += 1;
+            quota.touched = true;
         }
         Ok(errno)
     }};
@@ -228,6 +234,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<TaskState>) -> wasmtime::Result<
                     // Opening an existing file with O_CREAT counts too; a recount near the limit
                     // gives it back.
                     quota.entries += u64::from(creates);
+                    quota.touched |= creates;
                 }
                 Ok(errno)
             })

@@ -136,6 +136,37 @@ impl RedisServer {
         line.trim_end().to_owned()
     }
 
+    /// The whole reply of `INFO section` (e.g. `stats`, `memory`, `commandstats`, `cpu`).
+    pub fn info(&self, section: &str) -> String {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let stream =
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connecting to redis");
+        let request = format!("*2\r\n$4\r\nINFO\r\n${}\r\n{section}\r\n", section.len());
+        (&stream)
+            .write_all(request.as_bytes())
+            .expect("writing to redis");
+        let mut reader = BufReader::new(&stream);
+        let mut header = String::new();
+        reader.read_line(&mut header).expect("reading from redis");
+        let len: usize = header
+            .trim_end()
+            .strip_prefix('$')
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected INFO reply {header:?}"));
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).expect("reading from redis");
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
+    /// One numeric field of `INFO section`, such as `used_memory` in `memory`.
+    pub fn info_field(&self, section: &str, field: &str) -> f64 {
+        let info = self.info(section);
+        info.lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no numeric {field} in INFO {section}"))
+    }
+
     fn wait_until_ready(&self) {
         let started = std::time::Instant::now();
         while started.elapsed() < std::time::Duration::from_secs(10) {
