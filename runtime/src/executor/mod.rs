@@ -389,7 +389,8 @@ impl Executor {
             return known.clone();
         }
         let executor = Arc::clone(self);
-        let compiling = tokio::task::spawn_blocking(move || executor.compile(&wasm));
+        let compiling =
+            tokio::task::spawn_blocking(move || executor.compile_with_digest(&wasm, Some(digest)));
         let compiled = match tokio::time::timeout(self.compile_timeout, compiling).await {
             Ok(Ok(compiled)) => compiled,
             Ok(Err(panicked)) => Err(InvalidModule(format!("compiling panicked: {panicked}"))),
@@ -416,6 +417,17 @@ impl Executor {
 
     /// Compiles and links a module. CPU-heavy: call it off the async runtime's worker threads.
     pub fn compile(&self, wasm: &[u8]) -> Result<TaskModule, InvalidModule> {
+        let digest = self.disk.as_ref().map(|_| Digest::of(wasm));
+        self.compile_with_digest(wasm, digest)
+    }
+
+    /// [`compile`](Self::compile), with the module's digest when the caller has it already
+    /// (the disk cache needs it; hashing a large module twice is measurable).
+    fn compile_with_digest(
+        &self,
+        wasm: &[u8],
+        digest: Option<Digest>,
+    ) -> Result<TaskModule, InvalidModule> {
         if wasm.len() as u64 > self.max_module_size {
             return Err(InvalidModule(format!(
                 "the module is {} bytes, above the worker's limit of {} bytes",
@@ -440,7 +452,7 @@ impl Executor {
                     .into(),
             ));
         }
-        let module = self.load_or_compile(wasm)?;
+        let module = self.load_or_compile(wasm, digest)?;
         match module.get_export("_start") {
             Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => {}
             Some(_) => {
@@ -506,8 +518,11 @@ impl Executor {
     }
 
     /// The module from the disk cache, or compiled (and then cached).
-    fn load_or_compile(&self, wasm: &[u8]) -> Result<Module, InvalidModule> {
-        let digest = self.disk.as_ref().map(|_| Digest::of(wasm));
+    fn load_or_compile(
+        &self,
+        wasm: &[u8],
+        digest: Option<Digest>,
+    ) -> Result<Module, InvalidModule> {
         if let (Some(disk), Some(digest)) = (&self.disk, &digest)
             && let Some(module) = disk.load(&self.engine, digest)
         {
