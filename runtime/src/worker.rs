@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::{OnceCell, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use wasmjob_host_api::{Ending, Outcome};
 
@@ -138,6 +138,15 @@ pub struct WorkerStats {
     pub refused: u64,
 }
 
+/// How much work, at the recent attempts' pace, a worker claims per slot ahead of running it.
+const PREFETCH_WORK: Duration = Duration::from_millis(20);
+
+/// The most leases per slot a worker holds at once.
+const MAX_PREFETCH: usize = 128;
+
+/// The most reports delivered in one call.
+const MAX_REPORT_BATCH: usize = 512;
+
 /// A job made ready to run on this host: its tree on disk and its compiled module.
 struct PreparedJob {
     dir: PathBuf,
@@ -160,6 +169,14 @@ pub struct Worker<S> {
     running: Mutex<HashMap<TaskId, Arc<AttemptControl>>>,
     /// Set once shutdown has passed its grace period: stopped attempts are requeued.
     stopping: AtomicBool,
+    /// Set when shutdown begins: leases still waiting for a slot are handed back at once.
+    draining: watch::Sender<bool>,
+    /// Finished attempts' reports, for the reporter to deliver in batches.
+    report_sender: mpsc::UnboundedSender<Report>,
+    /// The reporter's end of that queue, taken when the worker runs.
+    report_queue: Mutex<Option<mpsc::UnboundedReceiver<Report>>>,
+    /// The recent attempts' average duration in microseconds (0 before the first).
+    recent_attempt_micros: AtomicU64,
     attempts: AtomicU64,
     requeued: AtomicU64,
     refused: AtomicU64,
@@ -173,6 +190,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
         config: WorkerConfig,
     ) -> Result<Self, WorkerError> {
         let cache = BlobCache::open(&config.cache_dir)?;
+        let (report_sender, report_queue) = mpsc::unbounded_channel();
         let id = WorkerId {
             app: config.app.clone(),
             hostname: config.hostname.clone(),
@@ -187,6 +205,10 @@ impl<S: WorkerStore + 'static> Worker<S> {
             prepared: Mutex::default(),
             running: Mutex::default(),
             stopping: AtomicBool::new(false),
+            draining: watch::Sender::new(false),
+            report_sender,
+            report_queue: Mutex::new(Some(report_queue)),
+            recent_attempt_micros: AtomicU64::new(0),
             attempts: AtomicU64::new(0),
             requeued: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -205,6 +227,14 @@ impl<S: WorkerStore + 'static> Worker<S> {
     ) -> Result<WorkerStats, WorkerError> {
         let slots = Arc::new(Semaphore::new(self.config.slots.max(1)));
         let mut tasks = JoinSet::new();
+        let (finish_reports, finished) = tokio::sync::oneshot::channel();
+        let queue = self
+            .report_queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .expect("a worker runs once");
+        let reporter = tokio::spawn(Arc::clone(&self).deliver_reports(queue, finished));
         let mut last_reap = Instant::now();
         let mut backoff = Backoff::default();
         tokio::pin!(shutdown);
@@ -251,17 +281,19 @@ impl<S: WorkerStore + 'static> Worker<S> {
                 }
             }
 
-            let first = tokio::select! {
-                permit = Arc::clone(&slots).acquire_owned() => permit.expect("the semaphore is never closed"),
-                () = &mut shutdown => break Ok(()),
-            };
-            let mut permits = vec![first];
-            while let Ok(permit) = Arc::clone(&slots).try_acquire_owned() {
-                permits.push(permit);
+            // Leases in hand (running or waiting for a slot) stay within the slots times the
+            // prefetch: short tasks are claimed many at a time, long ones one per free slot.
+            let capacity = self.config.slots.max(1) * self.prefetch();
+            if tasks.len() >= capacity {
+                tokio::select! {
+                    _ = tasks.join_next() => continue,
+                    () = &mut shutdown => break Ok(()),
+                }
             }
+            let wanted = capacity - tasks.len();
 
             let claimed = tokio::select! {
-                claimed = self.store.next(&self.id, permits.len(), self.config.idle_wait) => claimed,
+                claimed = self.store.next(&self.id, wanted, self.config.idle_wait) => claimed,
                 () = &mut shutdown => break Ok(()),
             };
             if claimed.is_ok() {
@@ -279,17 +311,22 @@ impl<S: WorkerStore + 'static> Worker<S> {
             };
             let claimed_at = Instant::now();
             let Claim { spec, job, leases } = claim;
-            for (lease, permit) in leases.into_iter().zip(permits) {
+            for lease in leases {
                 let worker = Arc::clone(&self);
                 let spec = Arc::clone(&spec);
+                let slots = Arc::clone(&slots);
                 tasks.spawn(async move {
-                    worker.run_task(job, &spec, lease, claimed_at).await;
-                    drop(permit);
+                    worker.run_task(job, &spec, lease, claimed_at, &slots).await;
                 });
             }
         };
 
         self.drain(tasks).await;
+        // Every report is queued by now; the reporter delivers them all, then stops.
+        let _ = finish_reports.send(());
+        if reporter.await.is_err() {
+            tracing::error!("the reporter panicked; undelivered tasks come back when their leases expire");
+        }
         if let Err(e) = self.store.unregister(&self.id).await {
             tracing::warn!("cannot withdraw this worker's registration: {e}");
         }
@@ -317,6 +354,8 @@ impl<S: WorkerStore + 'static> Worker<S> {
 
     /// Lets running tasks finish within the grace period, then stops and requeues the rest.
     async fn drain(&self, mut tasks: JoinSet<()>) {
+        // Leases still waiting for a slot go back at once.
+        self.draining.send_replace(true);
         while tasks.try_join_next().is_some() {}
         if tasks.is_empty() {
             return;
@@ -348,7 +387,14 @@ impl<S: WorkerStore + 'static> Worker<S> {
 
     /// Runs one leased task to a report: prepares its job, runs the attempt, and renews the
     /// lease from the claim on, all the while.
-    async fn run_task(&self, job: JobId, spec: &JobSpec, lease: Lease, claimed_at: Instant) {
+    async fn run_task(
+        &self,
+        job: JobId,
+        spec: &JobSpec,
+        lease: Lease,
+        claimed_at: Instant,
+        slots: &Semaphore,
+    ) {
         abort_failpoint(lease.value);
         let control = Arc::new(AttemptControl::default());
         self.running
@@ -361,6 +407,16 @@ impl<S: WorkerStore + 'static> Worker<S> {
         }
         let lease_lost = AtomicBool::new(false);
         let work = async {
+            let mut draining = self.draining.subscribe();
+            let _slot = tokio::select! {
+                slot = slots.acquire() => slot.expect("the semaphore is never closed"),
+                _ = draining.wait_for(|draining| *draining) => {
+                    return Some((Verdict::Requeue, Vec::new()));
+                }
+            };
+            if *draining.borrow() {
+                return Some((Verdict::Requeue, Vec::new()));
+            }
             match self.prepare(job, spec).await {
                 Err(reason) => Some((Verdict::Error { reason }, Vec::new())),
                 Ok(prepared) => match &prepared.module {
@@ -396,32 +452,98 @@ impl<S: WorkerStore + 'static> Worker<S> {
             self.attempts.fetch_add(1, Ordering::Relaxed);
         }
         let report = Report {
-            lease: lease.clone(),
+            lease,
             verdict,
             log,
         };
-        // A report that cannot be delivered is retried while the lease may still be current;
-        // after that the task comes back through the reaper anyway.
+        // Delivered by the reporter, together with whatever else finished meanwhile.
+        if self.report_sender.send(report).is_err() {
+            tracing::error!(%job, "the reporter is gone; the lease will expire and the task be run again");
+        }
+    }
+
+    /// Delivers reports as they come, each time all that have queued up meanwhile in one call
+    /// (a group commit: one report when the worker is idle, many under load), until `finish`
+    /// and an empty queue.
+    async fn deliver_reports(
+        self: Arc<Self>,
+        mut queue: mpsc::UnboundedReceiver<Report>,
+        mut finish: tokio::sync::oneshot::Receiver<()>,
+    ) {
+        loop {
+            let first = tokio::select! {
+                biased;
+                report = queue.recv() => match report {
+                    Some(report) => report,
+                    None => return,
+                },
+                _ = &mut finish => {
+                    let mut rest = Vec::new();
+                    while let Ok(report) = queue.try_recv() {
+                        rest.push(report);
+                    }
+                    if !rest.is_empty() {
+                        self.deliver(&rest).await;
+                    }
+                    return;
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_REPORT_BATCH
+                && let Ok(report) = queue.try_recv()
+            {
+                batch.push(report);
+            }
+            self.deliver(&batch).await;
+        }
+    }
+
+    /// Delivers one batch of reports, retrying while their leases may still be current; after
+    /// that the tasks come back through the reaper anyway.
+    async fn deliver(&self, reports: &[Report]) {
         let give_up = Instant::now() + self.config.lease_ttl;
         let mut backoff = Backoff::default();
         loop {
-            match self.store.report(vec![report.clone()]).await {
-                Ok(acks) if acks.first() == Some(&Ack::Applied) => break,
+            match self.store.report(reports).await {
                 Ok(acks) => {
-                    self.refused.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%job, value = lease.value, task = %lease.task, ack = ?acks.first(), "report refused: the attempt is no longer current");
-                    break;
+                    for (report, ack) in reports.iter().zip(acks) {
+                        if ack != Ack::Applied {
+                            self.refused.fetch_add(1, Ordering::Relaxed);
+                            let lease = &report.lease;
+                            tracing::warn!(job = %lease.job, value = lease.value, task = %lease.task, ?ack, "report refused: the attempt is no longer current");
+                        }
+                    }
+                    return;
                 }
                 Err(e) if e.is_retryable() && Instant::now() < give_up => {
-                    tracing::warn!(%job, value = lease.value, "cannot report yet, retrying: {e}");
+                    tracing::warn!(reports = reports.len(), "cannot report yet, retrying: {e}");
                     backoff.wait().await;
                 }
                 Err(e) => {
-                    tracing::error!(%job, value = lease.value, "cannot report; the lease will expire and the task be run again: {e}");
-                    break;
+                    tracing::error!(reports = reports.len(), "cannot report; the leases will expire and the tasks be run again: {e}");
+                    return;
                 }
             }
         }
+    }
+
+    /// How many leases per slot to hold: enough for about [`PREFETCH_WORK`] of work at the
+    /// recent attempts' pace, one for slow tasks, at most [`MAX_PREFETCH`].
+    fn prefetch(&self) -> usize {
+        let average = self.recent_attempt_micros.load(Ordering::Relaxed);
+        if average == 0 {
+            return 1;
+        }
+        (PREFETCH_WORK.as_micros() as u64 / average).clamp(1, MAX_PREFETCH as u64) as usize
+    }
+
+    /// Folds an attempt's duration into the recent average (a moving average weighting the
+    /// newest by 1/8).
+    fn record_duration(&self, duration: Duration) {
+        let micros = (duration.as_micros() as u64).max(1);
+        let _ = self.recent_attempt_micros.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+            Some(if old == 0 { micros } else { (old * 7 + micros) / 8 })
+        });
     }
 
     /// Runs the attempt on the executor.
@@ -461,7 +583,10 @@ impl<S: WorkerStore + 'static> Worker<S> {
         lease_lost: &AtomicBool,
     ) -> Option<(Verdict, Vec<u8>)> {
         let report = match ran {
-            Ok(report) => report,
+            Ok(report) => {
+                self.record_duration(report.duration);
+                report
+            }
             Err(host_fault) => {
                 tracing::error!(%job, value = lease.value, "cannot run the attempt, handing it back: {host_fault}");
                 return Some((Verdict::Requeue, Vec::new()));

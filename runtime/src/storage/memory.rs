@@ -129,9 +129,28 @@ impl MemoryStore {
             if take == 0 {
                 continue;
             }
-            let values = job.pending.take_first(take as u64);
+            let taken: Vec<u64> = job.pending.take_first(take as u64).values().collect();
+            // A value whose attempt was lost before runs alone (see the Redis claim script).
+            let lost_before = |value: &u64| job.tasks.get(value).is_some_and(|t| t.lost > 0);
+            let values: Vec<u64> = match taken.iter().position(lost_before) {
+                Some(_) if taken.len() == 1 => taken,
+                Some(0) => {
+                    for &value in &taken[1..] {
+                        job.pending.insert(value);
+                    }
+                    taken[..1].to_vec()
+                }
+                Some(_) => {
+                    let (lost, fresh): (Vec<u64>, Vec<u64>) = taken.into_iter().partition(lost_before);
+                    for value in lost {
+                        job.pending.insert(value);
+                    }
+                    fresh
+                }
+                None => taken,
+            };
             let leases = values
-                .values()
+                .into_iter()
                 .map(|value| {
                     let task = job.tasks.entry(value).or_default();
                     task.attempts += 1;
@@ -429,11 +448,11 @@ impl WorkerStore for MemoryStore {
         Ok(blob.to_vec())
     }
 
-    async fn report(&self, reports: Vec<Report>) -> Result<Vec<Ack>, StorageError> {
+    async fn report(&self, reports: &[Report]) -> Result<Vec<Ack>, StorageError> {
         let now = now_millis();
         let mut state = self.lock();
         let acks = reports
-            .into_iter()
+            .iter()
             .map(|report| {
                 let lease = &report.lease;
                 let Some(job) = state.jobs.get_mut(&lease.job) else {
@@ -446,19 +465,19 @@ impl WorkerStore for MemoryStore {
                 job.active.remove(&lease.value);
                 let task = job.tasks.entry(lease.value).or_default();
                 if report.verdict != Verdict::Requeue {
-                    task.log = Some(report.log);
+                    task.log = Some(report.log.clone());
                 }
-                match report.verdict {
+                match &report.verdict {
                     Verdict::Success { result } => {
-                        task.result = Some(result);
+                        task.result = Some(result.clone());
                         task.finished_at = Some(now);
                         job.succeeded.insert(lease.value);
                     }
                     Verdict::Error { reason } => {
-                        job.fail_attempt(lease.value, reason, false, now);
+                        job.fail_attempt(lease.value, reason.clone(), false, now);
                     }
                     Verdict::Fatal { reason } => {
-                        job.fail_attempt(lease.value, reason, true, now);
+                        job.fail_attempt(lease.value, reason.clone(), true, now);
                     }
                     Verdict::Requeue => {
                         job.pending.insert(lease.value);

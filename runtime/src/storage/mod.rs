@@ -550,10 +550,11 @@ pub trait WorkerStore: Send + Sync {
         digest: &Digest,
     ) -> impl Future<Output = Result<Vec<u8>, StorageError>> + Send;
 
-    /// Applies finished attempts' outcomes; one [`Ack`] per report, in order.
+    /// Applies finished attempts' outcomes, as one batch; one [`Ack`] per report, in order. A
+    /// report that appears twice is applied once (the second is stale).
     fn report(
         &self,
-        reports: Vec<Report>,
+        reports: &[Report],
     ) -> impl Future<Output = Result<Vec<Ack>, StorageError>> + Send;
 
     /// Renews a lease and records the latest progress, if any.

@@ -799,7 +799,7 @@ impl WorkerStore for RedisStore {
         bytes.ok_or(StorageError::UnknownBlob(*digest))
     }
 
-    async fn report(&self, reports: Vec<Report>) -> Result<Vec<Ack>, StorageError> {
+    async fn report(&self, reports: &[Report]) -> Result<Vec<Ack>, StorageError> {
         let mut acks = vec![Ack::UnknownJob; reports.len()];
         let mut by_job: BTreeMap<JobId, Vec<usize>> = BTreeMap::new();
         for (i, report) in reports.iter().enumerate() {

@@ -5,6 +5,8 @@
 -- Returns {'ok', value, task id, attempt, deadline, ...} or one word: 'gone' (no such job),
 -- 'waiting' (files missing), 'full' (at max concurrency), 'empty' (nothing pending, some
 -- active), 'done' (every value finished).
+-- A batch costs the same few Redis calls whatever its size: every per-value write is one
+-- multi-field call.
 if redis.call('EXISTS', KEYS[K_STATE]) == 0 then
   return { 'gone' }
 end
@@ -27,27 +29,53 @@ if sets.max_concurrency > 0 then
   wanted = math.min(wanted, room)
 end
 local values = set_take_first(sets.pending, wanted)
+local fields = {}
+for i, value in ipairs(values) do
+  fields[i] = num(value)
+end
+local records = redis.call('HMGET', KEYS[K_TASKS], unpack(fields))
+-- A value whose attempt was lost before (its worker died) runs alone: if it is what kills
+-- workers, it takes no other value down with it. It goes back to pending unless it comes first,
+-- and then it is the whole claim.
+local claimed, claimed_records = {}, {}
+for i, field in ipairs(fields) do
+  local record = decode_task_record(records[i])
+  if (record.lost or 0) > 0 and #values > 1 then
+    if #claimed == 0 then
+      claimed, claimed_records = { field }, { record }
+      for j = i + 1, #values do
+        set_insert(sets.pending, values[j])
+      end
+      break
+    end
+    set_insert(sets.pending, values[i])
+  else
+    push(claimed, field)
+    push(claimed_records, record)
+  end
+end
 redis.call('HSET', KEYS[K_STATE], 'pending', encode_set(sets.pending))
 
 local now = now_ms()
-local deadline = now + tonumber(ARGV[1])
+local deadline = num(now + tonumber(ARGV[1]))
 local worker = cjson.decode(ARGV[2])
+local task_args, active_args, deadline_args = {}, {}, {}
 local out = { 'ok' }
-for i, value in ipairs(values) do
-  local field = num(value)
+for i, field in ipairs(claimed) do
+  local record = claimed_records[i]
   local task = ARGV[2 + i]
-  local record = task_record(field)
   record.attempts = record.attempts + 1
   record.worker = worker
   record.task_id = task
   record.started_at = now
-  save_task_record(field, record)
-  redis.call('HSET', KEYS[K_ACTIVE], field, task .. ' ' .. record.attempts .. ' ' .. num(deadline))
-  redis.call('ZADD', KEYS[K_DEADLINES], deadline, field)
-  redis.call('HDEL', KEYS[K_PROGRESS], field)
-  out[#out + 1] = field
-  out[#out + 1] = task
-  out[#out + 1] = tostring(record.attempts)
-  out[#out + 1] = num(deadline)
+  local attempts = tostring(record.attempts)
+  push(task_args, field, cjson.encode(record))
+  push(active_args, field, task .. ' ' .. attempts .. ' ' .. deadline)
+  push(deadline_args, deadline, field)
+  push(out, field, task, attempts, deadline)
 end
+redis.call('HSET', KEYS[K_TASKS], unpack(task_args))
+redis.call('HSET', KEYS[K_ACTIVE], unpack(active_args))
+redis.call('ZADD', KEYS[K_DEADLINES], unpack(deadline_args))
+redis.call('HDEL', KEYS[K_PROGRESS], unpack(claimed))
 return out

@@ -107,12 +107,23 @@ local function set_take_first(set, n)
   return taken
 end
 
-local function task_record(field)
-  local json = redis.call('HGET', KEYS[K_TASKS], field)
+-- Appends every further argument to the array `list`.
+local function push(list, ...)
+  for _, item in ipairs({ ... }) do
+    list[#list + 1] = item
+  end
+end
+
+-- A task record from its JSON, or a fresh one when there is none (an HMGET's false).
+local function decode_task_record(json)
   if json then
     return cjson.decode(json)
   end
   return { attempts = 0, failures = 0, lost = 0 }
+end
+
+local function task_record(field)
+  return decode_task_record(redis.call('HGET', KEYS[K_TASKS], field))
 end
 
 local function save_task_record(field, record)

@@ -4,6 +4,8 @@
 -- ('success' | 'error' | 'fatal' | 'requeue'), result or reason, log
 -- Returns {done, ack, ack, ...}: done is '1' when every value of the job is finished; each ack is
 -- 'applied', 'stale' (that attempt is no longer the current one) or 'gone' (no such job).
+-- Successes and requeues, the bulk of any job, cost a few multi-field calls per report, whatever
+-- their number; a failure updates its own task record.
 local count = (#ARGV - 1) / 5
 if redis.call('EXISTS', KEYS[K_STATE]) == 0 then
   local out = { '0' }
@@ -12,27 +14,38 @@ if redis.call('EXISTS', KEYS[K_STATE]) == 0 then
   end
   return out
 end
+local fields = {}
+for i = 1, count do
+  fields[i] = ARGV[2 + 5 * (i - 1)]
+end
+local leases = redis.call('HMGET', KEYS[K_ACTIVE], unpack(fields))
 local sets = load_sets()
 local now = now_ms()
 local out = { '0' }
 local wake = false
-for i = 0, count - 1 do
+local ended, logs, results, succeeded = {}, {}, {}, {}
+for i = 1, count do
+  local base = 2 + 5 * (i - 1)
   local field, task, verdict, payload, log =
-    ARGV[2 + 5 * i], ARGV[3 + 5 * i], ARGV[4 + 5 * i], ARGV[5 + 5 * i], ARGV[6 + 5 * i]
-  local lease = redis.call('HGET', KEYS[K_ACTIVE], field)
+    ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
+  local lease = leases[i]
   if not lease or string.match(lease, '^%S+') ~= task then
     out[#out + 1] = 'stale'
   else
-    end_lease(field)
+    -- The same report twice in one call: the second finds the lease ended.
+    for j = i + 1, count do
+      if fields[j] == field then
+        leases[j] = false
+      end
+    end
+    push(ended, field)
     local value = tonumber(field)
     if verdict ~= 'requeue' then
-      redis.call('HSET', KEYS[K_LOGS], field, log)
+      push(logs, field, log)
     end
     if verdict == 'success' then
-      redis.call('HSET', KEYS[K_RESULTS], field, payload)
-      local record = task_record(field)
-      record.finished_at = now
-      save_task_record(field, record)
+      push(results, field, payload)
+      push(succeeded, field)
       set_insert(sets.succeeded, value)
     elseif verdict == 'requeue' then
       set_insert(sets.pending, value)
@@ -42,6 +55,24 @@ for i = 0, count - 1 do
     end
     out[#out + 1] = 'applied'
   end
+end
+if #ended > 0 then
+  redis.call('HDEL', KEYS[K_ACTIVE], unpack(ended))
+  redis.call('ZREM', KEYS[K_DEADLINES], unpack(ended))
+end
+if #logs > 0 then
+  redis.call('HSET', KEYS[K_LOGS], unpack(logs))
+end
+if #results > 0 then
+  redis.call('HSET', KEYS[K_RESULTS], unpack(results))
+  local records = redis.call('HMGET', KEYS[K_TASKS], unpack(succeeded))
+  local task_args = {}
+  for i, field in ipairs(succeeded) do
+    local record = decode_task_record(records[i])
+    record.finished_at = now
+    push(task_args, field, cjson.encode(record))
+  end
+  redis.call('HSET', KEYS[K_TASKS], unpack(task_args))
 end
 save_sets(sets)
 -- A freed concurrency slot lets a waiting worker claim too.
