@@ -65,6 +65,8 @@ impl Keys {
             "results",
             "logs",
             "progress",
+            "errors",
+            "workers",
         ]
         .iter()
         .map(|part| format!("{}:job:{{{job}}}:{part}", self.prefix))

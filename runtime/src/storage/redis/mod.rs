@@ -108,20 +108,61 @@ impl Drop for WakeListener {
     }
 }
 
-/// A task's record as the scripts keep it.
-#[derive(Debug, Default, Deserialize)]
+/// A task's record as the scripts keep it once an attempt has ended: `"<attempts> <failures>
+/// <lost> <started ms> <finished ms> <task id> <worker instance>"`, `-` where there is none.
+#[derive(Debug, Default)]
 struct TaskRecord {
-    #[serde(default)]
     attempts: u32,
-    #[serde(default)]
     failures: u32,
-    #[serde(default)]
     lost: u32,
-    worker: Option<WorkerId>,
-    task_id: Option<String>,
     started_at: Option<Millis>,
     finished_at: Option<Millis>,
-    last_error: Option<String>,
+    task_id: Option<TaskId>,
+}
+
+impl TaskRecord {
+    fn parse(text: &[u8]) -> Result<Self, StorageError> {
+        let text = std::str::from_utf8(text).map_err(|_| corrupt("a task record"))?;
+        let parts: Vec<&str> = text.split(' ').collect();
+        let [attempts, failures, lost, started, finished, task, _worker] = parts[..] else {
+            return Err(corrupt("a task record"));
+        };
+        let count = |n: &str| n.parse().map_err(|_| corrupt("a task record"));
+        Ok(TaskRecord {
+            attempts: count(attempts)?,
+            failures: count(failures)?,
+            lost: count(lost)?,
+            started_at: started.parse().ok(),
+            finished_at: finished.parse().ok(),
+            task_id: task.parse().ok(),
+        })
+    }
+}
+
+/// The current attempt of an active value, as its lease holds it: `"<task id> <attempt>
+/// <deadline ms> <started ms> <worker instance>"`.
+#[derive(Debug)]
+struct ActiveLease {
+    task_id: Option<TaskId>,
+    attempt: u32,
+    deadline: Option<Millis>,
+    started_at: Option<Millis>,
+}
+
+impl ActiveLease {
+    fn parse(text: &[u8]) -> Result<Self, StorageError> {
+        let text = std::str::from_utf8(text).map_err(|_| corrupt("a lease"))?;
+        let parts: Vec<&str> = text.split(' ').collect();
+        let [task, attempt, deadline, started, _worker] = parts[..] else {
+            return Err(corrupt("a lease"));
+        };
+        Ok(ActiveLease {
+            task_id: task.parse().ok(),
+            attempt: attempt.parse().map_err(|_| corrupt("a lease"))?,
+            deadline: deadline.parse().ok(),
+            started_at: started.parse().ok(),
+        })
+    }
 }
 
 impl RedisStore {
@@ -621,8 +662,8 @@ impl SubmitterStore for RedisStore {
         }
         let field = value.to_string();
         let reply: Vec<Option<Vec<u8>>> = self.run(&SCRIPTS.info, job, &[field.as_bytes()]).await?;
-        let [state, record, lease, result, log, progress] =
-            <[_; 6]>::try_from(reply).map_err(|reply| {
+        let [state, record, lease, result, log, progress, last_error, worker] =
+            <[_; 8]>::try_from(reply).map_err(|reply| {
                 if reply.is_empty() {
                     StorageError::UnknownJob(job)
                 } else {
@@ -636,29 +677,40 @@ impl SubmitterStore for RedisStore {
             Some(b"quarantined") => TaskState::Quarantined,
             _ => TaskState::Pending,
         };
-        let record: TaskRecord = match record {
-            Some(json) => serde_json::from_slice(&json).map_err(|_| corrupt("a task record"))?,
+        let record = match record {
+            Some(text) => TaskRecord::parse(&text)?,
             None => TaskRecord::default(),
         };
-        let deadline = lease
-            .and_then(|lease| String::from_utf8(lease).ok())
-            .and_then(|lease| lease.split(' ').nth(2).and_then(|d| d.parse().ok()));
-        Ok(TaskInfo {
+        let lease = lease.map(|text| ActiveLease::parse(&text)).transpose()?;
+        let worker = match worker {
+            Some(json) => Some(serde_json::from_slice(&json).map_err(|_| corrupt("a worker"))?),
+            None => None,
+        };
+        let mut info = TaskInfo {
             value,
             state: Some(state),
             attempts: record.attempts,
             failures: record.failures,
             lost: record.lost,
-            worker: record.worker,
-            task_id: record.task_id.and_then(|id| id.parse().ok()),
+            worker,
+            task_id: record.task_id,
             started_at: record.started_at,
-            deadline,
+            deadline: None,
             finished_at: record.finished_at,
-            last_error: record.last_error,
+            last_error: last_error.map(|e| String::from_utf8_lossy(&e).into_owned()),
             progress,
             result,
             log,
-        })
+        };
+        // An attempt under way is newer than the record of the ones that ended.
+        if let Some(lease) = lease {
+            info.attempts = lease.attempt;
+            info.task_id = lease.task_id;
+            info.started_at = lease.started_at;
+            info.deadline = lease.deadline;
+            info.finished_at = None;
+        }
+        Ok(info)
     }
 
     async fn list(&self) -> Result<Vec<JobStatus>, StorageError> {

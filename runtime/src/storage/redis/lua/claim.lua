@@ -33,16 +33,25 @@ local fields = {}
 for i, value in ipairs(values) do
   fields[i] = num(value)
 end
+-- Values with a record have had an attempt end before; the rest are on their first.
 local records = redis.call('HMGET', KEYS[K_TASKS], unpack(fields))
 -- A value whose attempt was lost before (its worker died) runs alone: if it is what kills
 -- workers, it takes no other value down with it. It goes back to pending unless it comes first,
 -- and then it is the whole claim.
-local claimed, claimed_records = {}, {}
-for i, field in ipairs(fields) do
-  local record = decode_task_record(records[i])
-  if (record.lost or 0) > 0 and #values > 1 then
+-- The loops below run once per value of a batch of hundreds: plain indexing, no per-value
+-- tables.
+local claimed, attempts = {}, {}
+for i = 1, #fields do
+  local attempt = '1'
+  local lost_before = false
+  if records[i] then
+    local record = decode_record(records[i])
+    attempt = num(record.attempts + 1)
+    lost_before = record.lost > 0
+  end
+  if lost_before and #values > 1 then
     if #claimed == 0 then
-      claimed, claimed_records = { field }, { record }
+      claimed, attempts = { fields[i] }, { attempt }
       for j = i + 1, #values do
         set_insert(sets.pending, values[j])
       end
@@ -50,31 +59,32 @@ for i, field in ipairs(fields) do
     end
     set_insert(sets.pending, values[i])
   else
-    push(claimed, field)
-    push(claimed_records, record)
+    local n = #claimed + 1
+    claimed[n] = fields[i]
+    attempts[n] = attempt
   end
 end
 redis.call('HSET', KEYS[K_STATE], 'pending', encode_set(sets.pending))
 
-local now = now_ms()
+local now = num(now_ms())
 local deadline = num(now + tonumber(ARGV[1]))
-local worker = cjson.decode(ARGV[2])
-local task_args, active_args, deadline_args = {}, {}, {}
+local worker = cjson.decode(ARGV[2]).instance
+redis.call('HSET', KEYS[K_WORKERS], worker, ARGV[2])
+local active_args, deadline_args = {}, {}
 local out = { 'ok' }
-for i, field in ipairs(claimed) do
-  local record = claimed_records[i]
-  local task = ARGV[2 + i]
-  record.attempts = record.attempts + 1
-  record.worker = worker
-  record.task_id = task
-  record.started_at = now
-  local attempts = tostring(record.attempts)
-  push(task_args, field, cjson.encode(record))
-  push(active_args, field, task .. ' ' .. attempts .. ' ' .. deadline)
-  push(deadline_args, deadline, field)
-  push(out, field, task, attempts, deadline)
+local since = ' ' .. deadline .. ' ' .. now .. ' ' .. worker
+for i = 1, #claimed do
+  local field, task, attempt = claimed[i], ARGV[2 + i], attempts[i]
+  -- The lease, as encode_lease writes it.
+  active_args[2 * i - 1] = field
+  active_args[2 * i] = task .. ' ' .. attempt .. since
+  deadline_args[2 * i - 1] = deadline
+  deadline_args[2 * i] = field
+  out[4 * i - 2] = field
+  out[4 * i - 1] = task
+  out[4 * i] = attempt
+  out[4 * i + 1] = deadline
 end
-redis.call('HSET', KEYS[K_TASKS], unpack(task_args))
 redis.call('HSET', KEYS[K_ACTIVE], unpack(active_args))
 redis.call('ZADD', KEYS[K_DEADLINES], unpack(deadline_args))
 redis.call('HDEL', KEYS[K_PROGRESS], unpack(claimed))

@@ -7,12 +7,12 @@ local lease = redis.call('HGET', KEYS[K_ACTIVE], ARGV[1])
 if not lease then
   return -1
 end
-local task, attempt = string.match(lease, '^(%S+) (%S+)')
+local task, attempt, _, started, worker = decode_lease(lease)
 if task ~= ARGV[2] then
   return -1
 end
 local deadline = now_ms() + tonumber(ARGV[3])
-redis.call('HSET', KEYS[K_ACTIVE], ARGV[1], task .. ' ' .. attempt .. ' ' .. num(deadline))
+redis.call('HSET', KEYS[K_ACTIVE], ARGV[1], encode_lease(task, attempt, num(deadline), started, worker))
 redis.call('ZADD', KEYS[K_DEADLINES], deadline, ARGV[1])
 if ARGV[4] then
   redis.call('HSET', KEYS[K_PROGRESS], ARGV[1], ARGV[4])

@@ -1,9 +1,10 @@
 -- info: everything known about one value, read at one instant.
 -- KEYS: the job's keys
 -- ARGV[1] the value
--- Returns {} when the job does not exist, else {state, record JSON or false, lease or false,
--- result or false, log or false, progress or false}; state is 'active', 'succeeded', 'failed'
--- 'quarantined' or 'pending' (the caller checks that the value is in the job's range).
+-- Returns {} when the job does not exist, else {state, record or false, lease or false,
+-- result or false, log or false, progress or false, last error or false, worker JSON or false};
+-- state is 'active', 'succeeded', 'failed', 'quarantined' or 'pending' (the caller checks that
+-- the value is in the job's range).
 local s = redis.call('HMGET', KEYS[K_STATE], 'succeeded', 'failed', 'quarantined')
 if not s[1] then
   return {}
@@ -21,11 +22,24 @@ elseif set_contains(decode_set(s[2]), value) then
 elseif set_contains(decode_set(s[3]), value) then
   state = 'quarantined'
 end
+local record = redis.call('HGET', KEYS[K_TASKS], field)
+-- The worker of the current attempt, or else of the last one.
+local worker = false
+if lease then
+  worker = select(5, decode_lease(lease))
+elseif record then
+  worker = decode_record(record).worker
+end
+if worker then
+  worker = redis.call('HGET', KEYS[K_WORKERS], worker)
+end
 return {
   state,
-  redis.call('HGET', KEYS[K_TASKS], field),
+  record,
   lease,
   redis.call('HGET', KEYS[K_RESULTS], field),
   redis.call('HGET', KEYS[K_LOGS], field),
   redis.call('HGET', KEYS[K_PROGRESS], field),
+  redis.call('HGET', KEYS[K_ERRORS], field),
+  worker,
 }

@@ -6,20 +6,27 @@
 --                              max_retries, max_lost, max_concurrency (0 = none), priority,
 --                              name, submitted_at
 --   KEYS[3] missing    SET     manifest paths whose bytes are not uploaded yet
---   KEYS[4] active     HASH    value -> "<task id> <attempt> <deadline ms>"
+--   KEYS[4] active     HASH    value -> its lease: "<task id> <attempt> <deadline ms>
+--                              <started ms> <worker instance>"
 --   KEYS[5] deadlines  ZSET    value scored by its lease deadline (ms)
---   KEYS[6] tasks      HASH    value -> JSON record: attempts, failures, lost, worker,
---                              task_id, started_at, finished_at, last_error
+--   KEYS[6] tasks      HASH    value -> its record once an attempt ended: "<attempts> <failures>
+--                              <lost> <started ms> <finished ms> <task id> <worker instance>"
+--                              ('-' where there is none)
 --   KEYS[7] results    HASH    value -> result bytes
 --   KEYS[8] logs       HASH    value -> log bytes
 --   KEYS[9] progress   HASH    value -> latest progress bytes
+--   KEYS[10] errors    HASH    value -> the reason of its last failed attempt
+--   KEYS[11] workers   HASH    worker instance -> the worker (JSON: app, hostname, instance)
+--
+-- Leases and records are plain strings, not JSON: a claim or a report of hundreds of values
+-- then costs string concatenation per value, and a value's first claim reads nothing.
 --
 -- Interval sets are strings of space-separated numbers "s1 e1 s2 e2 ..." (inclusive, sorted,
 -- disjoint, non-adjacent); in Lua, flat arrays {s1, e1, s2, e2, ...}. Values stay below 2^53,
 -- so Lua's doubles hold them exactly; they are always formatted with %.0f, never tostring.
 
 local K_SPEC, K_STATE, K_MISSING, K_ACTIVE, K_DEADLINES = 1, 2, 3, 4, 5
-local K_TASKS, K_RESULTS, K_LOGS, K_PROGRESS = 6, 7, 8, 9
+local K_TASKS, K_RESULTS, K_LOGS, K_PROGRESS, K_ERRORS, K_WORKERS = 6, 7, 8, 9, 10, 11
 
 local function num(x)
   return string.format('%.0f', x)
@@ -114,20 +121,48 @@ local function push(list, ...)
   end
 end
 
--- A task record from its JSON, or a fresh one when there is none (an HMGET's false).
-local function decode_task_record(json)
-  if json then
-    return cjson.decode(json)
+-- A task record from its text, or a fresh one when there is none (an HMGET's false).
+local function decode_record(text)
+  if not text then
+    return { attempts = 0, failures = 0, lost = 0, started_at = '-', finished_at = '-',
+      task_id = '-', worker = '-' }
   end
-  return { attempts = 0, failures = 0, lost = 0 }
+  local attempts, failures, lost, started, finished, task, worker =
+    string.match(text, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+  return { attempts = tonumber(attempts), failures = tonumber(failures), lost = tonumber(lost),
+    started_at = started, finished_at = finished, task_id = task, worker = worker }
 end
 
-local function task_record(field)
-  return decode_task_record(redis.call('HGET', KEYS[K_TASKS], field))
+local function encode_record(record)
+  return table.concat({ num(record.attempts), num(record.failures), num(record.lost),
+    record.started_at, record.finished_at, record.task_id, record.worker }, ' ')
 end
 
-local function save_task_record(field, record)
-  redis.call('HSET', KEYS[K_TASKS], field, cjson.encode(record))
+-- The lease of an attempt, as stored in KEYS[K_ACTIVE].
+local function encode_lease(task, attempt, deadline, started, worker)
+  return table.concat({ task, attempt, deadline, started, worker }, ' ')
+end
+
+-- The parts of a lease: task id, attempt, deadline, started, worker instance.
+local function decode_lease(lease)
+  return string.match(lease, '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
+end
+
+-- The record of `field` as its attempt under `lease` ends: the earlier record (a first attempt
+-- has none to read) brought up to this attempt.
+local function record_of_attempt(field, lease)
+  local task, attempt, _, started, worker = decode_lease(lease)
+  local record
+  if tonumber(attempt) > 1 then
+    record = decode_record(redis.call('HGET', KEYS[K_TASKS], field))
+  else
+    record = decode_record(false)
+  end
+  record.attempts = tonumber(attempt)
+  record.task_id = task
+  record.started_at = started
+  record.worker = worker
+  return record
 end
 
 -- Ends the lease of `field`: it is no longer active.
@@ -136,39 +171,39 @@ local function end_lease(field)
   redis.call('ZREM', KEYS[K_DEADLINES], field)
 end
 
--- Counts a failed attempt of `value`; it goes back to pending while retries are left.
--- Returns true when it went back to pending.
-local function fail_attempt(sets, value, reason, fatal, now)
+-- Counts a failed attempt of `value` (under `lease`); it goes back to pending while retries are
+-- left. Returns true when it went back to pending.
+local function fail_attempt(sets, value, lease, reason, fatal, now)
   local field = num(value)
-  local record = task_record(field)
+  local record = record_of_attempt(field, lease)
   record.failures = record.failures + 1
-  record.last_error = reason
   local retry = not fatal and record.failures <= sets.max_retries
   if retry then
     set_insert(sets.pending, value)
   else
-    record.finished_at = now
+    record.finished_at = num(now)
     set_insert(sets.failed, value)
   end
-  save_task_record(field, record)
+  redis.call('HSET', KEYS[K_TASKS], field, encode_record(record))
+  redis.call('HSET', KEYS[K_ERRORS], field, reason)
   return retry
 end
 
 -- Counts a lost attempt of `value` (its lease expired): back to pending, or quarantined at the
 -- job's max lost. Lost attempts do not use up retries. Returns true when it went back to pending.
-local function lose_attempt(sets, value, now)
+local function lose_attempt(sets, value, lease, now)
   local field = num(value)
-  local record = task_record(field)
-  record.lost = (record.lost or 0) + 1
-  record.last_error = 'lease expired: the worker died or stopped reporting'
+  local record = record_of_attempt(field, lease)
+  record.lost = record.lost + 1
   local retry = record.lost < sets.max_lost
   if retry then
     set_insert(sets.pending, value)
   else
-    record.finished_at = now
+    record.finished_at = num(now)
     set_insert(sets.quarantined, value)
   end
-  save_task_record(field, record)
+  redis.call('HSET', KEYS[K_TASKS], field, encode_record(record))
+  redis.call('HSET', KEYS[K_ERRORS], field, 'lease expired: the worker died or stopped reporting')
   return retry
 end
 

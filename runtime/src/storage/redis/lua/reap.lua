@@ -12,10 +12,11 @@ local requeued, quarantined = 0, 0
 if #expired > 0 then
   local sets = load_sets()
   for _, field in ipairs(expired) do
+    local lease = redis.call('HGET', KEYS[K_ACTIVE], field)
     end_lease(field)
-    if lose_attempt(sets, tonumber(field), now) then
+    if lease and lose_attempt(sets, tonumber(field), lease, now) then
       requeued = requeued + 1
-    else
+    elseif lease then
       quarantined = quarantined + 1
     end
   end

@@ -5,7 +5,7 @@
 -- Returns {done, ack, ack, ...}: done is '1' when every value of the job is finished; each ack is
 -- 'applied', 'stale' (that attempt is no longer the current one) or 'gone' (no such job).
 -- Successes and requeues, the bulk of any job, cost a few multi-field calls per report, whatever
--- their number; a failure updates its own task record.
+-- their number (a retried value's earlier record is read); a failure updates its own record.
 local count = (#ARGV - 1) / 5
 if redis.call('EXISTS', KEYS[K_STATE]) == 0 then
   local out = { '0' }
@@ -23,35 +23,52 @@ local sets = load_sets()
 local now = now_ms()
 local out = { '0' }
 local wake = false
-local ended, logs, results, succeeded = {}, {}, {}, {}
+local ended, logs, results, records = {}, {}, {}, {}
+local ended_here = {}
+local finished = num(now)
+-- Runs once per report of a batch of hundreds: plain indexing, no per-value tables on the
+-- common path (a first attempt that succeeded).
 for i = 1, count do
   local base = 2 + 5 * (i - 1)
   local field, task, verdict, payload, log =
     ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
   local lease = leases[i]
-  if not lease or string.match(lease, '^%S+') ~= task then
+  local leased_task, attempt, started, worker, _
+  if lease then
+    leased_task, attempt, _, started, worker = decode_lease(lease)
+  end
+  -- The same report twice in one call: the second finds the lease ended.
+  if not lease or ended_here[field] or leased_task ~= task then
     out[#out + 1] = 'stale'
   else
-    -- The same report twice in one call: the second finds the lease ended.
-    for j = i + 1, count do
-      if fields[j] == field then
-        leases[j] = false
-      end
-    end
-    push(ended, field)
+    ended_here[field] = true
+    ended[#ended + 1] = field
     local value = tonumber(field)
     if verdict ~= 'requeue' then
-      push(logs, field, log)
+      logs[#logs + 1] = field
+      logs[#logs + 1] = log
     end
     if verdict == 'success' then
-      push(results, field, payload)
-      push(succeeded, field)
+      results[#results + 1] = field
+      results[#results + 1] = payload
+      records[#records + 1] = field
+      if attempt == '1' then
+        -- The record, as encode_record writes it: nothing earlier to carry over.
+        records[#records + 1] =
+          '1 0 0 ' .. started .. ' ' .. finished .. ' ' .. task .. ' ' .. worker
+      else
+        local record = record_of_attempt(field, lease)
+        record.finished_at = finished
+        records[#records + 1] = encode_record(record)
+      end
       set_insert(sets.succeeded, value)
     elseif verdict == 'requeue' then
+      -- Not a failure, but an attempt all the same: the next one has the next number.
+      push(records, field, encode_record(record_of_attempt(field, lease)))
       set_insert(sets.pending, value)
       wake = true
     else
-      wake = fail_attempt(sets, value, payload, verdict == 'fatal', now) or wake
+      wake = fail_attempt(sets, value, lease, payload, verdict == 'fatal', now) or wake
     end
     out[#out + 1] = 'applied'
   end
@@ -65,14 +82,9 @@ if #logs > 0 then
 end
 if #results > 0 then
   redis.call('HSET', KEYS[K_RESULTS], unpack(results))
-  local records = redis.call('HMGET', KEYS[K_TASKS], unpack(succeeded))
-  local task_args = {}
-  for i, field in ipairs(succeeded) do
-    local record = decode_task_record(records[i])
-    record.finished_at = now
-    push(task_args, field, cjson.encode(record))
-  end
-  redis.call('HSET', KEYS[K_TASKS], unpack(task_args))
+end
+if #records > 0 then
+  redis.call('HSET', KEYS[K_TASKS], unpack(records))
 end
 save_sets(sets)
 -- A freed concurrency slot lets a waiting worker claim too.
