@@ -325,7 +325,9 @@ impl<S: WorkerStore + 'static> Worker<S> {
         // Every report is queued by now; the reporter delivers them all, then stops.
         let _ = finish_reports.send(());
         if reporter.await.is_err() {
-            tracing::error!("the reporter panicked; undelivered tasks come back when their leases expire");
+            tracing::error!(
+                "the reporter panicked; undelivered tasks come back when their leases expire"
+            );
         }
         if let Err(e) = self.store.unregister(&self.id).await {
             tracing::warn!("cannot withdraw this worker's registration: {e}");
@@ -520,7 +522,10 @@ impl<S: WorkerStore + 'static> Worker<S> {
                     backoff.wait().await;
                 }
                 Err(e) => {
-                    tracing::error!(reports = reports.len(), "cannot report; the leases will expire and the tasks be run again: {e}");
+                    tracing::error!(
+                        reports = reports.len(),
+                        "cannot report; the leases will expire and the tasks be run again: {e}"
+                    );
                     return;
                 }
             }
@@ -541,9 +546,15 @@ impl<S: WorkerStore + 'static> Worker<S> {
     /// newest by 1/8).
     fn record_duration(&self, duration: Duration) {
         let micros = (duration.as_micros() as u64).max(1);
-        let _ = self.recent_attempt_micros.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
-            Some(if old == 0 { micros } else { (old * 7 + micros) / 8 })
-        });
+        let _ =
+            self.recent_attempt_micros
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                    Some(if old == 0 {
+                        micros
+                    } else {
+                        (old * 7 + micros) / 8
+                    })
+                });
     }
 
     /// Runs the attempt on the executor.
@@ -696,6 +707,10 @@ impl<S: WorkerStore + 'static> Worker<S> {
                     .manifest
                     .file(&spec.script)
                     .ok_or_else(|| format!("the script {} is not in the manifest", spec.script))?;
+                // A module this worker compiled for another job is not read again.
+                if let Some(module) = self.executor.module_of(&script.sha256) {
+                    return Ok(Arc::new(PreparedJob { dir, module }));
+                }
                 let wasm = self
                     .cache
                     .blob(spec.script.as_str(), script, || async {

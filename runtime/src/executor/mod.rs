@@ -409,6 +409,12 @@ impl Executor {
         modules.entry(digest).or_insert(compiled).clone()
     }
 
+    /// The module of this content if the executor holds it already (compiled, or known to be
+    /// invalid).
+    pub fn module_of(&self, digest: &Digest) -> Option<Result<TaskModule, InvalidModule>> {
+        self.lock_modules().get(digest).cloned()
+    }
+
     fn lock_modules(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<Digest, Result<TaskModule, InvalidModule>>> {

@@ -141,7 +141,8 @@ impl MemoryStore {
                     taken[..1].to_vec()
                 }
                 Some(_) => {
-                    let (lost, fresh): (Vec<u64>, Vec<u64>) = taken.into_iter().partition(lost_before);
+                    let (lost, fresh): (Vec<u64>, Vec<u64>) =
+                        taken.into_iter().partition(lost_before);
                     for value in lost {
                         job.pending.insert(value);
                     }

@@ -42,6 +42,9 @@ pub const DEFAULT_PREFIX: &str = "wasmjob";
 /// Manifest files are sent in pieces of this size.
 const UPLOAD_CHUNK: usize = 1 << 20;
 
+/// How long a read of the live workers serves submits' admission checks.
+const WORKERS_FRESH: Duration = Duration::from_secs(1);
+
 /// How many queued jobs one claim looks at before waiting for work.
 const CLAIM_CANDIDATES: isize = 32;
 
@@ -86,6 +89,8 @@ pub struct RedisStore {
     /// The ceilings each worker of this process registered, by instance: its claims skip jobs
     /// above them.
     ceilings: Mutex<HashMap<ulid::Ulid, Ceilings>>,
+    /// The live workers as last read, and when.
+    live: Mutex<Option<(std::time::Instant, Vec<RegisteredWorker>)>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -200,6 +205,7 @@ impl RedisStore {
             instance: Mutex::default(),
             wake: OnceCell::new(),
             ceilings: Mutex::default(),
+            live: Mutex::default(),
         };
         store.refuse_eviction().await?;
         let instance = store.adopt_instance().await?;
@@ -272,17 +278,43 @@ impl RedisStore {
 
     /// Makes a job whose files are all stored claimable, and wakes idle workers.
     async fn enqueue(&self, job: JobId, priority: Priority) -> Result<(), StorageError> {
-        let score = Self::job_score(priority);
-        self.query::<i64>(
-            redis::cmd("ZADD")
-                .arg(self.keys.queue())
-                .arg(score)
-                .arg(job.to_string()),
-        )
-        .await?;
-        self.query::<i64>(redis::cmd("PUBLISH").arg(self.keys.wake()).arg("work"))
+        let mut pipe = redis::pipe();
+        self.add_enqueue(&mut pipe, job, priority);
+        self.query_pipe(&pipe).await
+    }
+
+    /// Adds what makes a job claimable to a pipeline: its place in the queue and a wake-up.
+    fn add_enqueue(&self, pipe: &mut redis::Pipeline, job: JobId, priority: Priority) {
+        pipe.cmd("ZADD")
+            .arg(self.keys.queue())
+            .arg(Self::job_score(priority))
+            .arg(job.to_string())
+            .ignore();
+        pipe.cmd("PUBLISH")
+            .arg(self.keys.wake())
+            .arg("work")
+            .ignore();
+    }
+
+    async fn query_pipe(&self, pipe: &redis::Pipeline) -> Result<(), StorageError> {
+        pipe.query_async::<()>(&mut self.con.clone())
             .await
-            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    /// The live workers, as read at most [`WORKERS_FRESH`] ago: the admission check of every
+    /// submit needs them, and a second-old view of workers that register every few seconds is
+    /// as good as a new one.
+    async fn live_workers(&self) -> Result<Vec<RegisteredWorker>, StorageError> {
+        if let Some((read, workers)) = &*self.live.lock().unwrap_or_else(|e| e.into_inner())
+            && read.elapsed() < WORKERS_FRESH
+        {
+            return Ok(workers.clone());
+        }
+        let workers = self.workers().await?;
+        *self.live.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), workers.clone()));
+        Ok(workers)
     }
 
     /// The job's spec, from the local cache or the server.
@@ -537,7 +569,7 @@ fn format_set(set: &RangeSet) -> String {
 impl SubmitterStore for RedisStore {
     async fn submit(&self, spec: &JobSpec) -> Result<Submitted, StorageError> {
         spec.validate()?;
-        super::admit(spec, &self.workers().await?)?;
+        super::admit(spec, &self.live_workers().await?)?;
         let job = JobId::generate();
         // Which contents the server lacks: only those need uploading.
         let mut by_digest: BTreeMap<Digest, Vec<&ManifestPath>> = BTreeMap::new();
@@ -577,17 +609,16 @@ impl SubmitterStore for RedisStore {
         args.extend(missing.iter().map(|p| p.as_str().as_bytes()));
         let _submitted_at: Millis = self.run(&SCRIPTS.submit, job, &args).await?;
 
-        let score = Self::job_score(spec.priority);
-        self.query::<i64>(
-            redis::cmd("ZADD")
-                .arg(self.keys.jobs())
-                .arg(score)
-                .arg(job.to_string()),
-        )
-        .await?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZADD")
+            .arg(self.keys.jobs())
+            .arg(Self::job_score(spec.priority))
+            .arg(job.to_string())
+            .ignore();
         if missing.is_empty() {
-            self.enqueue(job, spec.priority).await?;
+            self.add_enqueue(&mut pipe, job, spec.priority);
         }
+        self.query_pipe(&pipe).await?;
         Ok(Submitted { id: job, missing })
     }
 
@@ -662,14 +693,22 @@ impl SubmitterStore for RedisStore {
         }
         let field = value.to_string();
         let reply: Vec<Option<Vec<u8>>> = self.run(&SCRIPTS.info, job, &[field.as_bytes()]).await?;
-        let [state, record, lease, result, log, progress, last_error, worker] =
-            <[_; 8]>::try_from(reply).map_err(|reply| {
-                if reply.is_empty() {
-                    StorageError::UnknownJob(job)
-                } else {
-                    corrupt("task info")
-                }
-            })?;
+        let [
+            state,
+            record,
+            lease,
+            result,
+            log,
+            progress,
+            last_error,
+            worker,
+        ] = <[_; 8]>::try_from(reply).map_err(|reply| {
+            if reply.is_empty() {
+                StorageError::UnknownJob(job)
+            } else {
+                corrupt("task info")
+            }
+        })?;
         let state = match state.as_deref() {
             Some(b"active") => TaskState::Active,
             Some(b"succeeded") => TaskState::Succeeded,
@@ -795,6 +834,7 @@ impl WorkerStore for RedisStore {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(worker.instance, *ceilings);
+        *self.live.lock().unwrap_or_else(|e| e.into_inner()) = None;
         // A worker with other ceilings may be able to claim what others could not.
         self.query::<i64>(redis::cmd("PUBLISH").arg(self.keys.wake()).arg("worker"))
             .await
@@ -802,6 +842,7 @@ impl WorkerStore for RedisStore {
     }
 
     async fn unregister(&self, worker: &WorkerId) -> Result<(), StorageError> {
+        *self.live.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.query::<i64>(
             redis::cmd("HDEL")
                 .arg(self.keys.workers())
