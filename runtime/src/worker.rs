@@ -28,7 +28,7 @@ use crate::storage::{
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{OnceCell, Semaphore, mpsc, watch};
@@ -142,10 +142,29 @@ pub struct WorkerStats {
 const PREFETCH_WORK: Duration = Duration::from_millis(20);
 
 /// The most leases per slot a worker holds at once.
-const MAX_PREFETCH: usize = 128;
+const MAX_PREFETCH: usize = 256;
 
 /// The most reports delivered in one call.
 const MAX_REPORT_BATCH: usize = 512;
+
+/// How long a busy worker's reporter waits for more reports before it delivers what it has.
+const REPORT_WINDOW: Duration = Duration::from_millis(20);
+
+/// Counts one lease in hand while it lives.
+struct InHand(Arc<AtomicUsize>);
+
+impl InHand {
+    fn count(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        InHand(Arc::clone(counter))
+    }
+}
+
+impl Drop for InHand {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// A job made ready to run on this host: its tree on disk and its compiled module.
 struct PreparedJob {
@@ -177,6 +196,8 @@ pub struct Worker<S> {
     report_queue: Mutex<Option<mpsc::UnboundedReceiver<Report>>>,
     /// The recent attempts' average duration in microseconds (0 before the first).
     recent_attempt_micros: AtomicU64,
+    /// Leases claimed whose reports are not yet queued.
+    leases_in_hand: Arc<AtomicUsize>,
     attempts: AtomicU64,
     requeued: AtomicU64,
     refused: AtomicU64,
@@ -209,6 +230,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
             report_sender,
             report_queue: Mutex::new(Some(report_queue)),
             recent_attempt_micros: AtomicU64::new(0),
+            leases_in_hand: Arc::default(),
             attempts: AtomicU64::new(0),
             requeued: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -283,8 +305,9 @@ impl<S: WorkerStore + 'static> Worker<S> {
 
             // Leases in hand (running or waiting for a slot) stay within the slots times the
             // prefetch: short tasks are claimed many at a time, long ones one per free slot.
+            // Refilled once half are done, so that claims stay large.
             let capacity = self.config.slots.max(1) * self.prefetch();
-            if tasks.len() >= capacity {
+            if tasks.len() >= capacity || tasks.len() > 1 && tasks.len() * 2 > capacity {
                 tokio::select! {
                     _ = tasks.join_next() => continue,
                     () = &mut shutdown => break Ok(()),
@@ -398,6 +421,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
         slots: &Semaphore,
     ) {
         abort_failpoint(lease.value);
+        let in_hand = InHand::count(&self.leases_in_hand);
         let control = Arc::new(AttemptControl::default());
         self.running
             .lock()
@@ -458,6 +482,8 @@ impl<S: WorkerStore + 'static> Worker<S> {
             verdict,
             log,
         };
+        // Uncounted first, so that the reporter never waits for this task's own report.
+        drop(in_hand);
         // Delivered by the reporter, together with whatever else finished meanwhile.
         if self.report_sender.send(report).is_err() {
             tracing::error!(%job, "the reporter is gone; the lease will expire and the task be run again");
@@ -490,11 +516,23 @@ impl<S: WorkerStore + 'static> Worker<S> {
                     return;
                 }
             };
+            // While other leases are in hand their reports are on the way: wait for them a
+            // little, so that a busy worker reports hundreds at once. An idle one reports at
+            // once.
             let mut batch = vec![first];
-            while batch.len() < MAX_REPORT_BATCH
-                && let Ok(report) = queue.try_recv()
-            {
-                batch.push(report);
+            let until = tokio::time::Instant::now() + REPORT_WINDOW;
+            while batch.len() < MAX_REPORT_BATCH {
+                if let Ok(report) = queue.try_recv() {
+                    batch.push(report);
+                    continue;
+                }
+                if self.leases_in_hand.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                match tokio::time::timeout_at(until, queue.recv()).await {
+                    Ok(Some(report)) => batch.push(report),
+                    Ok(None) | Err(_) => break,
+                }
             }
             self.deliver(&batch).await;
         }

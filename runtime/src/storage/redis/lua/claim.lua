@@ -7,13 +7,13 @@
 -- active), 'done' (every value finished).
 -- A batch costs the same few Redis calls whatever its size: every per-value write is one
 -- multi-field call.
-if redis.call('EXISTS', KEYS[K_STATE]) == 0 then
+local sets = load_sets()
+if not sets then
   return { 'gone' }
 end
 if redis.call('SCARD', KEYS[K_MISSING]) > 0 then
   return { 'waiting' }
 end
-local sets = load_sets()
 if #sets.pending == 0 then
   if job_done(sets) then
     return { 'done' }
@@ -41,6 +41,8 @@ local records = redis.call('HMGET', KEYS[K_TASKS], unpack(fields))
 -- The loops below run once per value of a batch of hundreds: plain indexing, no per-value
 -- tables.
 local claimed, attempts = {}, {}
+-- Values on a later attempt, whose earlier attempt's progress is to be forgotten.
+local retried = {}
 for i = 1, #fields do
   local attempt = '1'
   local lost_before = false
@@ -48,6 +50,7 @@ for i = 1, #fields do
     local record = decode_record(records[i])
     attempt = num(record.attempts + 1)
     lost_before = record.lost > 0
+    retried[#retried + 1] = fields[i]
   end
   if lost_before and #values > 1 then
     if #claimed == 0 then
@@ -87,5 +90,7 @@ for i = 1, #claimed do
 end
 redis.call('HSET', KEYS[K_ACTIVE], unpack(active_args))
 redis.call('ZADD', KEYS[K_DEADLINES], unpack(deadline_args))
-redis.call('HDEL', KEYS[K_PROGRESS], unpack(claimed))
+if #retried > 0 then
+  redis.call('HDEL', KEYS[K_PROGRESS], unpack(retried))
+end
 return out

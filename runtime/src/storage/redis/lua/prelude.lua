@@ -207,9 +207,13 @@ local function lose_attempt(sets, value, lease, now)
   return retry
 end
 
+-- The job's value sets and policy, or nil when the job does not exist.
 local function load_sets()
   local s = redis.call('HMGET', KEYS[K_STATE], 'pending', 'succeeded', 'failed', 'quarantined',
     'max_retries', 'max_lost', 'max_concurrency')
+  if not s[5] then
+    return nil
+  end
   return {
     pending = decode_set(s[1]),
     succeeded = decode_set(s[2]),

@@ -7,7 +7,8 @@
 -- Successes and requeues, the bulk of any job, cost a few multi-field calls per report, whatever
 -- their number (a retried value's earlier record is read); a failure updates its own record.
 local count = (#ARGV - 1) / 5
-if redis.call('EXISTS', KEYS[K_STATE]) == 0 then
+local sets = load_sets()
+if not sets then
   local out = { '0' }
   for i = 1, count do
     out[#out + 1] = 'gone'
@@ -19,7 +20,6 @@ for i = 1, count do
   fields[i] = ARGV[2 + 5 * (i - 1)]
 end
 local leases = redis.call('HMGET', KEYS[K_ACTIVE], unpack(fields))
-local sets = load_sets()
 local now = now_ms()
 local out = { '0' }
 local wake = false
