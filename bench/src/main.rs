@@ -110,6 +110,13 @@ fn main() -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })?;
+    if !options.peers {
+        report.note(
+            "the peer queues (BullMQ, apalis, Celery, RQ) were not measured in this run; \
+             `scripts/bench --peers` runs them through bench/peers/run.py"
+                .into(),
+        );
+    }
     report.write(&options.out)?;
     println!("\nwritten to {}", options.out.display());
     Ok(())
