@@ -112,8 +112,9 @@ fn main() -> anyhow::Result<()> {
     })?;
     if !options.peers {
         report.note(
-            "the peer queues (BullMQ, apalis, Celery, RQ) were not measured in this run; \
-             `scripts/bench --peers` runs them through bench/peers/run.py"
+            "the peer queues (BullMQ, apalis, Celery, RQ) were not measured in this run: \
+             `scripts/bench --peers` runs them through bench/peers/run.py, which is not in \
+             the repository yet"
                 .into(),
         );
     }
