@@ -323,6 +323,61 @@ pub async fn requeue_returns_a_task_without_counting_a_failure(store: &impl Stor
     assert_ne!(again.task, lease.task);
 }
 
+pub async fn a_batch_of_reports_is_applied_in_order_with_one_ack_each(store: &impl Store) {
+    let job = runnable(store, "1..=4").await;
+    let leases = claim(store, 4).await.unwrap().leases;
+    let success = |lease: &Lease, text: &str| Report {
+        lease: lease.clone(),
+        verdict: Verdict::Success {
+            result: text.as_bytes().to_vec(),
+        },
+        log: b"log".to_vec(),
+    };
+    let forged = Lease {
+        task: TaskId::generate(),
+        ..leases[2].clone()
+    };
+    let batch = [
+        success(&leases[0], "one"),
+        success(&leases[1], "two"),
+        // The same report twice in one batch: the second finds the attempt ended.
+        success(&leases[1], "two again"),
+        success(&forged, "forged"),
+        Report {
+            lease: leases[3].clone(),
+            verdict: Verdict::Requeue,
+            log: Vec::new(),
+        },
+    ];
+    assert_eq!(
+        store.report(&batch).await.unwrap(),
+        [
+            Ack::Applied,
+            Ack::Applied,
+            Ack::StaleLease,
+            Ack::StaleLease,
+            Ack::Applied
+        ]
+    );
+    let status = store.status(job).await.unwrap();
+    assert_eq!(status.succeeded, set("1..=2"));
+    assert_eq!(status.active, set("3"));
+    assert_eq!(status.pending, set("4"));
+    let info = store.info(job, 2).await.unwrap();
+    assert_eq!(info.result.as_deref(), Some(&b"two"[..]));
+    assert_eq!(info.log.as_deref(), Some(&b"log"[..]));
+    assert_eq!(info.attempts, 1);
+    // A requeued value's next attempt has the next number.
+    let again = claim(store, 4).await.unwrap().leases;
+    assert_eq!(
+        again
+            .iter()
+            .map(|l| (l.value, l.attempt))
+            .collect::<Vec<_>>(),
+        [(4, 2)]
+    );
+}
+
 pub async fn reports_with_a_stale_task_id_are_refused(store: &impl Store) {
     let job = runnable(store, "1").await;
     let lease = claim_one(store).await;
@@ -611,6 +666,7 @@ macro_rules! conformance {
                 a_huge_job_submits_as_one_interval,
                 a_waiting_worker_wakes_when_work_arrives,
                 workers_register_their_ceilings_and_claim_only_what_fits,
+                a_batch_of_reports_is_applied_in_order_with_one_ack_each,
             );
 
             #[tokio::test]
