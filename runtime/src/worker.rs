@@ -242,7 +242,8 @@ impl<S: WorkerStore + 'static> Worker<S> {
         &self.id
     }
 
-    /// Claims and runs tasks until `shutdown` completes, then drains gracefully.
+    /// Claims and runs tasks until `shutdown` completes, then drains gracefully. A worker runs
+    /// once.
     pub async fn run(
         self: Arc<Self>,
         shutdown: impl Future<Output = ()>,
