@@ -1,15 +1,19 @@
 //! The worker: claims tasks from a store, runs them on the executor, heartbeats while they run
 //! and reports how they ended.
 //!
-//! A worker has a fixed number of slots. It takes its permits before it claims (so it never
-//! holds a lease it has no slot for), claims as many tasks of one job as it has free slots, and
-//! runs each in its own tokio task next to a heartbeat that renews the lease, carries the
-//! guest's progress, and cancels the attempt when the store says to stop. It prepares each job
-//! once (download and verify the manifest into the blob cache, compile the module) and shares
-//! that among the job's tasks. It reaps expired leases periodically, whoever's they are.
+//! A worker has a fixed number of slots. It claims tasks of one job at a time: one per free
+//! slot while tasks are long, and, once recent attempts show them short, ahead of its slots
+//! (about [`PREFETCH_WORK`] of work per slot), so that a claim serves hundreds of short tasks.
+//! Each leased task runs in its own tokio task next to a heartbeat that renews the lease from the
+//! claim on, carries the guest's progress and cancels the attempt when the store says to stop;
+//! it waits for a slot, runs, and queues its report. One reporter delivers the queued reports
+//! together. The worker prepares each job once (download and verify the manifest into the blob
+//! cache, compile the module) and shares that among the job's tasks. It reaps expired leases
+//! periodically, whoever's they are.
 //!
-//! On shutdown it claims nothing more, lets running attempts finish within the grace period,
-//! then stops the rest and hands them back to the queue at once.
+//! On shutdown it claims nothing more, hands back at once the leases still waiting for a slot,
+//! lets running attempts finish within the grace period, then stops the rest and hands them
+//! back too, and delivers every report before it returns.
 //!
 //! It works with any [`WorkerStore`]; it never touches a wasmtime `Store` (that is the
 //! executor's).
