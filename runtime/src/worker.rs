@@ -3,7 +3,7 @@
 //!
 //! A worker has a fixed number of slots. It claims tasks of one job at a time: one per free
 //! slot while tasks are long, and, once recent attempts show them short, ahead of its slots
-//! (about [`PREFETCH_WORK`] of work per slot), so that a claim serves hundreds of short tasks.
+//! (about 20 ms of work per slot), so that one claim serves hundreds of short tasks.
 //! Each leased task runs in its own tokio task next to a heartbeat that renews the lease from the
 //! claim on, carries the guest's progress and cancels the attempt when the store says to stop;
 //! it waits for a slot, runs, and queues its report. One reporter delivers the queued reports
