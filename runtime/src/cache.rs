@@ -2,16 +2,27 @@
 //!
 //! Blobs are stored once per content under `blobs/<sha256>`, verified when they are written
 //! (a download that does not hash to its name is refused, never stored) and kept between runs.
-//! A job's tree is assembled under `jobs/<job id>/` from hard links to the blobs (a copy where
-//! links are not possible), so a job's files cost no extra disk and appear at their manifest
-//! paths, read-only. The guest sees that tree through a read-only preopen.
+//! A job's tree is assembled from hard links to the blobs (a copy where links are not possible),
+//! so a job's files cost no extra disk and appear at their manifest paths, read-only. The guest
+//! sees that tree through a read-only preopen.
+//!
+//! Several worker processes on one host may share a cache directory (the default one is per
+//! user). Blobs are safe to share: they are written atomically and never change. Job trees are
+//! not: one process must not rebuild or remove a tree another one's guests are reading. So each
+//! open cache builds its trees under a directory of its own, `jobs/<instance>/<job id>/`, and
+//! holds an exclusive lock on `jobs/<instance>.lock` while it is open; it removes that
+//! directory when it is dropped, and removes on open any other whose lock nobody holds (left by
+//! a process that died).
 //!
 //! The cache does not know where blobs come from: the caller passes a fetch function.
 
 use crate::manifest::{ContentMismatch, Digest, FileEntry, Manifest};
+use std::fs::File;
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 /// Why a file could not be put into the cache.
 #[derive(Debug, thiserror::Error)]
@@ -54,16 +65,52 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> CacheError + '_ {
 #[derive(Debug, Clone)]
 pub struct BlobCache {
     root: PathBuf,
+    /// Where this cache builds its job trees, removed when the last clone is dropped.
+    trees: Arc<TreeRoot>,
 }
 
+/// A directory of job trees that belongs to one open cache, locked while it lives.
+#[derive(Debug)]
+struct TreeRoot {
+    dir: PathBuf,
+    lock_path: PathBuf,
+    /// Holds the exclusive lock; closing it releases the lock.
+    _lock: File,
+}
+
+impl Drop for TreeRoot {
+    fn drop(&mut self) {
+        // Best effort: a leftover directory is swept by the next cache opened here.
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_file(&self.lock_path);
+    }
+}
+
+/// A tree directory's lock younger than this is never swept: its owner may be between
+/// creating the lock file and taking the lock.
+const SWEEP_AFTER: Duration = Duration::from_secs(60);
+
 impl BlobCache {
-    /// A cache rooted at `root`, created if missing.
+    /// A cache rooted at `root`, created if missing, with a tree directory of its own.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, CacheError> {
         let root = root.into();
-        for dir in [root.join("blobs"), root.join("jobs")] {
+        let jobs = root.join("jobs");
+        for dir in [root.join("blobs"), jobs.clone()] {
             std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
         }
-        Ok(BlobCache { root })
+        sweep_abandoned_trees(&jobs);
+        let instance = ulid::Ulid::new().to_string();
+        let lock_path = jobs.join(format!("{instance}.lock"));
+        let lock = File::create(&lock_path).map_err(io_error(&lock_path))?;
+        lock.lock().map_err(io_error(&lock_path))?;
+        let dir = jobs.join(&instance);
+        std::fs::create_dir(&dir).map_err(io_error(&dir))?;
+        let trees = Arc::new(TreeRoot {
+            dir,
+            lock_path,
+            _lock: lock,
+        });
+        Ok(BlobCache { root, trees })
     }
 
     /// The cache's root directory.
@@ -129,8 +176,9 @@ impl BlobCache {
         Ok(())
     }
 
-    /// Builds the job's tree under `jobs/<job>/`, fetching each missing blob with `fetch`, and
-    /// returns its directory. An existing tree of the same job is rebuilt from scratch.
+    /// Builds the job's tree in this cache's tree directory, fetching each missing blob with
+    /// `fetch`, and returns its directory. An existing tree of the same job is rebuilt from
+    /// scratch.
     pub async fn job_tree<F, Fut, E>(
         &self,
         job: &str,
@@ -142,7 +190,7 @@ impl BlobCache {
         Fut: Future<Output = Result<Vec<u8>, E>>,
         E: std::fmt::Display,
     {
-        let tree = self.root.join("jobs").join(job);
+        let tree = self.trees.dir.join(job);
         if tree.exists() {
             std::fs::remove_dir_all(&tree).map_err(io_error(&tree))?;
         }
@@ -172,6 +220,36 @@ impl BlobCache {
     /// Removes a job's tree (its blobs stay cached).
     pub fn remove_job_tree(&self, job: &str) {
         // Best effort: a leftover tree is rebuilt before its next use anyway.
-        let _ = std::fs::remove_dir_all(self.root.join("jobs").join(job));
+        let _ = std::fs::remove_dir_all(self.trees.dir.join(job));
+    }
+}
+
+/// Removes the tree directories under `jobs` whose lock nobody holds: their process is gone.
+fn sweep_abandoned_trees(jobs: &Path) {
+    let Ok(entries) = std::fs::read_dir(jobs) else {
+        return;
+    };
+    let settled = SystemTime::now() - SWEEP_AFTER;
+    for entry in entries.flatten() {
+        let lock_path = entry.path();
+        let Some(instance) = lock_path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.strip_suffix(".lock"))
+        else {
+            continue;
+        };
+        let young = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|modified| modified > settled);
+        let Ok(lock) = File::open(&lock_path) else {
+            continue;
+        };
+        if young || lock.try_lock().is_err() {
+            continue;
+        }
+        let _ = std::fs::remove_dir_all(jobs.join(instance));
+        let _ = std::fs::remove_file(&lock_path);
     }
 }

@@ -179,6 +179,15 @@ struct PreparedJob {
 /// A job's preparation, done by the first of its tasks; the error is the reason its tasks fail.
 type Preparation = OnceCell<Result<Arc<PreparedJob>, String>>;
 
+/// A job this worker holds leases of.
+#[derive(Default)]
+struct JobInHand {
+    /// Its leases in hand: while any is, the job's tree stays.
+    leases: usize,
+    /// Its preparation, shared by those leases' tasks.
+    preparation: Arc<Preparation>,
+}
+
 /// A worker over a store `S`. Run it with [`Worker::run`].
 pub struct Worker<S> {
     store: Arc<S>,
@@ -186,8 +195,9 @@ pub struct Worker<S> {
     cache: BlobCache,
     config: WorkerConfig,
     id: WorkerId,
-    /// Each job is prepared once; its tasks wait on the same cell.
-    prepared: Mutex<HashMap<JobId, Arc<Preparation>>>,
+    /// The jobs with leases in hand. Each is prepared once, its tasks waiting on the same cell,
+    /// and forgotten (its tree removed) when its last lease is reported.
+    jobs_in_hand: Mutex<HashMap<JobId, JobInHand>>,
     /// The controls of running attempts, to stop them at shutdown.
     running: Mutex<HashMap<TaskId, Arc<AttemptControl>>>,
     /// Set once shutdown has passed its grace period: stopped attempts are requeued.
@@ -227,7 +237,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
             cache,
             config,
             id,
-            prepared: Mutex::default(),
+            jobs_in_hand: Mutex::default(),
             running: Mutex::default(),
             stopping: AtomicBool::new(false),
             draining: watch::Sender::new(false),
@@ -360,16 +370,6 @@ impl<S: WorkerStore + 'static> Worker<S> {
         if let Err(e) = self.store.unregister(&self.id).await {
             tracing::warn!("cannot withdraw this worker's registration: {e}");
         }
-        let jobs: Vec<JobId> = self
-            .prepared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .copied()
-            .collect();
-        for job in jobs {
-            self.cache.remove_job_tree(&job.to_string());
-        }
         outcome.map(|()| self.stats())
     }
 
@@ -427,6 +427,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
     ) {
         abort_failpoint(lease.value);
         let in_hand = InHand::count(&self.leases_in_hand);
+        let _job_in_hand = self.hold_job(job);
         let control = Arc::new(AttemptControl::default());
         self.running
             .lock()
@@ -727,14 +728,29 @@ impl<S: WorkerStore + 'static> Worker<S> {
         }
     }
 
-    /// Downloads the job's manifest into the cache and compiles its module, once per job.
+    /// Counts a lease of `job` in hand until the returned guard drops; the last one to drop
+    /// forgets the job and removes its tree.
+    fn hold_job(&self, job: JobId) -> HeldJob<'_, S> {
+        self.jobs_in_hand
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(job)
+            .or_default()
+            .leases += 1;
+        HeldJob { worker: self, job }
+    }
+
+    /// Downloads the job's manifest into the cache and compiles its module, once per job held
+    /// in hand.
     async fn prepare(&self, job: JobId, spec: &JobSpec) -> Result<Arc<PreparedJob>, String> {
         let cell = Arc::clone(
-            self.prepared
+            &self
+                .jobs_in_hand
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .entry(job)
-                .or_default(),
+                .get(&job)
+                .expect("a task holds its job while it prepares it")
+                .preparation,
         );
         let prepared = cell
             .get_or_init(|| async {
@@ -768,12 +784,43 @@ impl<S: WorkerStore + 'static> Worker<S> {
             .clone();
         if prepared.is_err() {
             // A failed preparation (a download that broke off) is tried afresh by the next task.
-            self.prepared
+            if let Some(held) = self
+                .jobs_in_hand
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .remove(&job);
+                .get_mut(&job)
+                && Arc::ptr_eq(&held.preparation, &cell)
+            {
+                held.preparation = Arc::default();
+            }
         }
         prepared
+    }
+}
+
+/// A lease's hold on its job (see [`Worker::hold_job`]).
+struct HeldJob<'a, S> {
+    worker: &'a Worker<S>,
+    job: JobId,
+}
+
+impl<S> Drop for HeldJob<'_, S> {
+    fn drop(&mut self) {
+        let mut jobs = self
+            .worker
+            .jobs_in_hand
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let Some(held) = jobs.get_mut(&self.job) else {
+            return;
+        };
+        held.leases -= 1;
+        if held.leases == 0 {
+            jobs.remove(&self.job);
+            // Under the lock, so that a new lease of the job waits for the old tree to go
+            // before it builds a fresh one.
+            self.worker.cache.remove_job_tree(&self.job.to_string());
+        }
     }
 }
 

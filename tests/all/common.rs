@@ -1,11 +1,17 @@
-//! Helpers for running the `wasmjob` binary from tests.
+//! Helpers for running the `wasmjob` binary from tests, and for the Redis-backed tests that
+//! drive it.
 
 use std::ffi::OsStr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use wasmjob::manifest::{Digest, FileEntry, Manifest, ManifestPath};
 use wasmjob::spec::JobSpec;
+use wasmjob::storage::{JobId, RedisConfig, RedisStore, SubmitterStore};
+use wasmjob_test_support::{RedisServer, guest};
+
+/// How long a test waits for a job or a task before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A `wasmjob` command line under construction.
 pub struct Wasmjob {
@@ -78,8 +84,8 @@ pub fn workspace_file(relative: &str) -> PathBuf {
     wasmjob_test_support::workspace_root().join(relative)
 }
 
-/// A `wasmjob worker` process with its own cache directory, logging to a file. Killed (by its
-/// process id) when dropped, unless it already exited.
+/// A `wasmjob worker` process, with its own cache directory unless told otherwise, logging to a
+/// file. Killed (by its process id) when dropped, unless it already exited.
 pub struct WorkerProcess {
     child: Child,
     dir: tempfile::TempDir,
@@ -108,13 +114,29 @@ impl WorkerProcess {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
+        Self::spawn(redis, hostname, None, args, env)
+    }
+
+    /// Like [`start`](Self::start), with the given cache directory instead of one of its own.
+    pub fn start_in_cache(redis: &str, hostname: &str, cache: &Path, args: &[&str]) -> Self {
+        Self::spawn(redis, hostname, Some(cache), args, &[])
+    }
+
+    fn spawn(
+        redis: &str,
+        hostname: &str,
+        cache: Option<&Path>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = std::fs::File::create(dir.path().join("worker.log")).unwrap();
+        let own_cache = dir.path().join("cache");
         let child = Command::new(env!("CARGO_BIN_EXE_wasmjob"))
             .env("WASMJOB_REDIS", redis)
             .env("WASMJOB_LOG", "info")
             .args(["worker", "--hostname", hostname, "--cache-dir"])
-            .arg(dir.path().join("cache"))
+            .arg(cache.unwrap_or(&own_cache))
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -206,4 +228,31 @@ pub fn spec_with(module: &[u8], files: &[(&str, &[u8])], range: &str) -> JobSpec
         manifest.insert_file(path(p), entry(bytes)).unwrap();
     }
     JobSpec::new("test", manifest, path("task.wasm"), range.parse().unwrap())
+}
+
+/// A submitter's connection to the test's own Redis.
+pub async fn connect(server: &RedisServer) -> RedisStore {
+    RedisStore::connect(&RedisConfig::new(server.url()))
+        .await
+        .unwrap()
+}
+
+/// Submits the built guest `module` through the CLI, without waiting, and returns the job's id.
+pub fn submit(server: &RedisServer, module: &str, args: &[&str]) -> JobId {
+    let run = Wasmjob::new()
+        .redis(&server.url())
+        .arg("submit")
+        .arg(guest(module))
+        .args(args)
+        .run();
+    run.assert_exit(0);
+    run.stdout.trim().parse().expect("submit prints the job id")
+}
+
+/// Waits until every task of `job` is terminal.
+pub async fn wait_done(store: &RedisStore, job: JobId) {
+    eventually("the job to finish", PATIENCE, || async {
+        store.status(job).await.unwrap().is_done()
+    })
+    .await;
 }

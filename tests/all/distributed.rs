@@ -1,42 +1,18 @@
 //! The distributed queue end to end: a private `redis-server`, real `wasmjob worker` processes,
 //! and the submitter's commands, checked the way a user would check them.
 
-use crate::common::{FAST_WORKER, Wasmjob, WorkerProcess, eventually, workspace_file};
+use crate::common::{
+    FAST_WORKER, PATIENCE, Wasmjob, WorkerProcess, connect, eventually, submit, wait_done,
+    workspace_file,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use wasmjob::manifest::{ManifestBuilder, ManifestPath};
 use wasmjob::range::RangeSet;
 use wasmjob::spec::JobSpec;
-use wasmjob::storage::{JobId, RedisConfig, RedisStore, SubmitterStore, TaskState};
+use wasmjob::storage::{JobId, SubmitterStore, TaskState};
 use wasmjob_test_support::{RedisServer, free_port, guest};
-
-const PATIENCE: Duration = Duration::from_secs(60);
-
-async fn connect(server: &RedisServer) -> RedisStore {
-    RedisStore::connect(&RedisConfig::new(server.url()))
-        .await
-        .unwrap()
-}
-
-/// Submits through the CLI, without waiting, and returns the job's id.
-fn submit(server: &RedisServer, module: &str, args: &[&str]) -> JobId {
-    let run = Wasmjob::new()
-        .redis(&server.url())
-        .arg("submit")
-        .arg(guest(module))
-        .args(args)
-        .run();
-    run.assert_exit(0);
-    run.stdout.trim().parse().expect("submit prints the job id")
-}
-
-async fn wait_done(store: &RedisStore, job: JobId) {
-    eventually("the job to finish", PATIENCE, || async {
-        store.status(job).await.unwrap().is_done()
-    })
-    .await;
-}
 
 fn json(run: &crate::common::Ran) -> Value {
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
@@ -494,4 +470,57 @@ fn unknown_jobs_unreachable_servers_and_bad_ranges_get_one_clear_line() {
         .run();
     assert_eq!(run.code, Some(2));
     assert!(run.stderr.contains("5..1"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn workers_sharing_a_cache_directory_keep_their_job_trees_apart() {
+    let server = RedisServer::start();
+    let store = connect(&server).await;
+    let cache = tempfile::tempdir().unwrap();
+    let slots = ["--slots", "2"];
+    let first = WorkerProcess::start_in_cache(&server.url(), "first", cache.path(), &slots);
+    let _second = WorkerProcess::start_in_cache(&server.url(), "second", cache.path(), &slots);
+    let files = tempfile::tempdir().unwrap();
+    let data = files.path().join("data.txt");
+    std::fs::write(&data, "shared tree\n").unwrap();
+    let job = submit(
+        &server,
+        "behave",
+        &[
+            "--range",
+            "1..=200",
+            "--file",
+            data.to_str().unwrap(),
+            "--meta",
+            "do=sleep:20;read:data.txt",
+        ],
+    );
+    eventually("both workers to run tasks", PATIENCE, || async {
+        store.status(job).await.unwrap().succeeded.len() >= 20
+    })
+    .await;
+    // The first worker leaves; the second goes on reading its own tree of the same job.
+    first.terminate();
+    wait_done(&store, job).await;
+
+    let status = store.status(job).await.unwrap();
+    assert_eq!(status.succeeded.len(), 200, "{status:?}");
+    let output = Wasmjob::new()
+        .redis(&server.url())
+        .args(["output", &job.to_string()])
+        .run();
+    output.assert_exit(0);
+    assert_eq!(output.stdout, "shared tree\n".repeat(200));
+    // A finished job's tree is removed at once, not when the worker stops.
+    eventually(
+        "the finished job's tree to be removed",
+        PATIENCE,
+        || async {
+            let trees = std::fs::read_dir(cache.path().join("jobs")).unwrap();
+            trees
+                .flatten()
+                .all(|tree| !tree.path().join(job.to_string()).exists())
+        },
+    )
+    .await;
 }

@@ -1,38 +1,14 @@
 //! Never lose a task: workers and Redis killed, stopped and restarted by pid, with short lease
 //! timings. Each scenario ends by checking the queue's invariants.
 
-use crate::common::{FAST_WORKER, Wasmjob, WorkerProcess, eventually, signal};
+use crate::common::{
+    FAST_WORKER, PATIENCE, Wasmjob, WorkerProcess, connect, eventually, signal, submit, wait_done,
+};
 use std::time::Duration;
 use wasmjob::storage::{
     JobId, RedisConfig, RedisStore, SubmitterStore, TaskState, WorkerId, WorkerStore,
 };
 use wasmjob_test_support::{RedisServer, guest};
-
-const PATIENCE: Duration = Duration::from_secs(60);
-
-async fn connect(server: &RedisServer) -> RedisStore {
-    RedisStore::connect(&RedisConfig::new(server.url()))
-        .await
-        .unwrap()
-}
-
-fn submit(server: &RedisServer, args: &[&str]) -> JobId {
-    let run = Wasmjob::new()
-        .redis(&server.url())
-        .arg("submit")
-        .arg(guest("behave"))
-        .args(args)
-        .run();
-    run.assert_exit(0);
-    run.stdout.trim().parse().unwrap()
-}
-
-async fn wait_done(store: &RedisStore, job: JobId) {
-    eventually("the job to finish", PATIENCE, || async {
-        store.status(job).await.unwrap().is_done()
-    })
-    .await;
-}
 
 /// Every value is in exactly one state; a value has a result only if it succeeded; every
 /// attempt is accounted for as the one that finished, a failure or a lost lease.
@@ -81,6 +57,7 @@ async fn a_killed_workers_task_is_finished_by_another_after_its_lease() {
     let doomed = WorkerProcess::start(&server.url(), "doomed", FAST_WORKER);
     let job = submit(
         &server,
+        "behave",
         &["--range", "1", "--meta", "do=sleep_first:60000;echo"],
     );
     eventually("the task to start", PATIENCE, || async {
@@ -107,6 +84,7 @@ async fn a_worker_stopped_past_its_lease_cannot_overwrite_the_newer_attempt() {
     // The first attempt prints its mark after a while; later attempts print theirs at once.
     let job = submit(
         &server,
+        "behave",
         &[
             "--range",
             "1",
@@ -155,7 +133,11 @@ async fn sigterm_lets_a_running_task_finish_within_the_grace_period() {
     let server = RedisServer::start();
     let store = connect(&server).await;
     let mut worker = WorkerProcess::start(&server.url(), "host", &["--grace", "30s"]);
-    let job = submit(&server, &["--range", "1", "--meta", "do=sleep:1500;echo"]);
+    let job = submit(
+        &server,
+        "behave",
+        &["--range", "1", "--meta", "do=sleep:1500;echo"],
+    );
     eventually("the task to start", PATIENCE, || async {
         store.info(job, 1).await.unwrap().state == Some(TaskState::Active)
     })
@@ -191,6 +173,7 @@ async fn every_lease_of_killed_workers_is_recovered_by_one_new_worker() {
     );
     let job = submit(
         &server,
+        "behave",
         &["--range", "1..=4", "--meta", "do=sleep_first:60000;echo"],
     );
     eventually("all four tasks to run", PATIENCE, || async {
@@ -220,7 +203,11 @@ async fn concurrent_reapers_reclaim_each_expired_lease_exactly_once() {
     let mut config = RedisConfig::new(server.url());
     config.lease_ttl = Duration::from_millis(300);
     let claimer = RedisStore::connect(&config).await.unwrap();
-    let job = submit(&server, &["--range", "1..=400", "--max-lost", "5"]);
+    let job = submit(
+        &server,
+        "behave",
+        &["--range", "1..=400", "--max-lost", "5"],
+    );
     let worker = WorkerId {
         app: "test".into(),
         hostname: "claimer".into(),
@@ -290,7 +277,7 @@ async fn a_redis_that_restarts_empty_is_reported() {
 async fn a_value_that_keeps_killing_workers_is_quarantined() {
     let server = RedisServer::start();
     let store = connect(&server).await;
-    let job = submit(&server, &["--range", "1..=6", "--max-lost", "2"]);
+    let job = submit(&server, "behave", &["--range", "1..=6", "--max-lost", "2"]);
     let args = [FAST_WORKER, &["--slots", "1"]].concat();
     let failpoint = [(wasmjob::worker::ABORT_FAILPOINT, "4")];
     let start = |name: &str| WorkerProcess::start_with_env(&server.url(), name, &args, &failpoint);
@@ -380,6 +367,7 @@ async fn a_paused_redis_crashes_no_worker_and_loses_nothing() {
     );
     let job = submit(
         &server,
+        "behave",
         &["--range", "1..=8", "--meta", "do=sleep:700;echo"],
     );
     eventually("tasks to run", PATIENCE, || async {

@@ -177,6 +177,15 @@ async fn hostile_guests_cannot_starve_or_exhaust_the_host() {
             short,
         ),
         (
+            "a sleep inside a host call, past its lifetime",
+            guest_bytes("behave"),
+            "lifetime exceeded",
+            |spec| {
+                spec.lifetime = Duration::from_secs(1);
+                spec.metadata.insert("do".into(), "sleep:600000".into());
+            },
+        ),
+        (
             "a recursion without end",
             wat(r#"(module
                      (func $down (param i32) (result i32)
