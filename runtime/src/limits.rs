@@ -49,67 +49,92 @@ impl Default for Ceilings {
     }
 }
 
+/// One capped limit: its name, the `wasmjob worker` option that raises its ceiling, and how a
+/// value of it is shown.
+type CappedLimit = (&'static str, &'static str, fn(u64) -> String);
+
+/// The limits a worker's ceilings cap, in one fixed order.
+const CAPPED: [CappedLimit; 7] = [
+    ("memory", "--max-memory", format_size),
+    ("lifetime", "--max-lifetime", show_millis),
+    ("table elements", "--max-table-elements", show_count),
+    ("result cap", "--max-result-cap", format_size),
+    ("log cap", "--max-log-cap", format_size),
+    ("scratch size", "--max-scratch", format_size),
+    ("scratch files", "--max-scratch-files", show_count),
+];
+
+fn show_millis(ms: u64) -> String {
+    format_duration(Duration::from_millis(ms))
+}
+
+fn show_count(n: u64) -> String {
+    n.to_string()
+}
+
+/// The values of the capped limits (memory and sizes in bytes, lifetime in milliseconds), in
+/// one fixed order: what a job asks for, or what a worker allows. The Redis backend stores a
+/// job's and passes a worker's, so that its claim script compares them without the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CappedLimits(pub [u64; 7]);
+
+impl From<&JobSpec> for CappedLimits {
+    fn from(spec: &JobSpec) -> Self {
+        CappedLimits([
+            spec.memory_limit,
+            spec.lifetime.as_millis() as u64,
+            spec.table_elements.into(),
+            spec.result_cap,
+            spec.log_cap,
+            spec.scratch_bytes,
+            spec.scratch_files.into(),
+        ])
+    }
+}
+
+impl From<&Ceilings> for CappedLimits {
+    fn from(ceilings: &Ceilings) -> Self {
+        CappedLimits([
+            ceilings.memory,
+            ceilings.lifetime.as_millis() as u64,
+            ceilings.table_elements.into(),
+            ceilings.result_cap,
+            ceilings.log_cap,
+            ceilings.scratch_bytes,
+            ceilings.scratch_files.into(),
+        ])
+    }
+}
+
+impl fmt::Display for CappedLimits {
+    /// The values separated by spaces, as the Redis scripts read them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, value) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{value}")?;
+        }
+        Ok(())
+    }
+}
+
 impl Ceilings {
     /// Whether a job with this spec may run under these ceilings; if not, every limit it asks
     /// too much of.
     pub fn check(&self, spec: &JobSpec) -> Result<(), OverCeilings> {
-        let mut excesses = Vec::new();
-        let mut over = |limit, flag, asked: u64, ceiling: u64, show: fn(u64) -> String| {
-            if asked > ceiling {
-                excesses.push(Excess {
-                    limit,
-                    flag,
-                    asked: show(asked),
-                    ceiling: show(ceiling),
-                });
-            }
-        };
-        let size = format_size as fn(u64) -> String;
-        let count = (|n: u64| n.to_string()) as fn(u64) -> String;
-        let millis = (|ms: u64| format_duration(Duration::from_millis(ms))) as fn(u64) -> String;
-        over(
-            "memory",
-            "--max-memory",
-            spec.memory_limit,
-            self.memory,
-            size,
-        );
-        over(
-            "lifetime",
-            "--max-lifetime",
-            spec.lifetime.as_millis() as u64,
-            self.lifetime.as_millis() as u64,
-            millis,
-        );
-        over(
-            "table elements",
-            "--max-table-elements",
-            spec.table_elements.into(),
-            self.table_elements.into(),
-            count,
-        );
-        over(
-            "result cap",
-            "--max-result-cap",
-            spec.result_cap,
-            self.result_cap,
-            size,
-        );
-        over("log cap", "--max-log-cap", spec.log_cap, self.log_cap, size);
-        over(
-            "scratch size",
-            "--max-scratch",
-            spec.scratch_bytes,
-            self.scratch_bytes,
-            size,
-        );
-        over(
-            "scratch files",
-            "--max-scratch-files",
-            spec.scratch_files.into(),
-            self.scratch_files.into(),
-            count,
-        );
+        let (asked, allowed) = (CappedLimits::from(spec), CappedLimits::from(self));
+        let excesses: Vec<Excess> = CAPPED
+            .iter()
+            .zip(asked.0.into_iter().zip(allowed.0))
+            .filter(|(_, (asked, ceiling))| asked > ceiling)
+            .map(|(&(limit, flag, show), (asked, ceiling))| Excess {
+                limit,
+                flag,
+                asked: show(asked),
+                ceiling: show(ceiling),
+            })
+            .collect();
         if excesses.is_empty() {
             Ok(())
         } else {

@@ -18,7 +18,7 @@ use super::{
     StorageError, Submitted, SubmitterStore, TaskId, TaskInfo, TaskState, Verdict, WORKER_TTL,
     WorkerId, WorkerStore,
 };
-use crate::limits::Ceilings;
+use crate::limits::{CappedLimits, Ceilings};
 use crate::manifest::{Digest, ManifestPath};
 use crate::range::RangeSet;
 use crate::spec::{JobSpec, Priority};
@@ -44,6 +44,9 @@ const UPLOAD_CHUNK: usize = 1 << 20;
 
 /// How long a read of the live workers serves submits' admission checks.
 const WORKERS_FRESH: Duration = Duration::from_secs(1);
+
+/// How many job specs a store keeps read.
+const MAX_CACHED_SPECS: usize = 1024;
 
 /// How many queued jobs one claim looks at before waiting for work.
 const CLAIM_CANDIDATES: isize = 32;
@@ -80,7 +83,8 @@ pub struct RedisStore {
     con: ConnectionManager,
     keys: Keys,
     lease_ttl: Duration,
-    /// Specs never change once submitted, so each is read once.
+    /// Specs never change once submitted, so each is read once (while it stays in this
+    /// bounded cache).
     specs: Mutex<HashMap<JobId, Arc<JobSpec>>>,
     /// The marker of the server's data this store knows (see [`Keys::instance`]).
     instance: Mutex<String>,
@@ -319,26 +323,37 @@ impl RedisStore {
 
     /// The job's spec, from the local cache or the server.
     async fn spec(&self, job: JobId) -> Result<Arc<JobSpec>, StorageError> {
-        if let Some(spec) = self
-            .specs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&job)
-        {
-            return Ok(Arc::clone(spec));
+        if let Some(spec) = self.cached_spec(job) {
+            return Ok(spec);
         }
         let json: Option<String> = self
             .query(redis::cmd("GET").arg(self.keys.spec(job)))
             .await?;
-        let json = json.ok_or(StorageError::UnknownJob(job))?;
-        let spec: JobSpec = serde_json::from_str(&json).map_err(|e| {
-            StorageError::Backend(format!("the stored spec of job {job} is unreadable: {e}"))
-        })?;
-        let spec = Arc::new(spec);
+        self.remember_spec(job, &json.ok_or(StorageError::UnknownJob(job))?)
+    }
+
+    /// The job's spec if this store has read it before.
+    fn cached_spec(&self, job: JobId) -> Option<Arc<JobSpec>> {
         self.specs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(job, Arc::clone(&spec));
+            .get(&job)
+            .cloned()
+    }
+
+    /// Parses a job's stored spec and keeps it.
+    fn remember_spec(&self, job: JobId, json: &str) -> Result<Arc<JobSpec>, StorageError> {
+        let spec: JobSpec = serde_json::from_str(json).map_err(|e| {
+            StorageError::Backend(format!("the stored spec of job {job} is unreadable: {e}"))
+        })?;
+        let spec = Arc::new(spec);
+        let mut specs = self.specs.lock().unwrap_or_else(|e| e.into_inner());
+        // A long-lived worker sees job after job: the cache is bounded, and a spec dropped
+        // from it costs one read the next time.
+        if specs.len() >= MAX_CACHED_SPECS {
+            specs.clear();
+        }
+        specs.insert(job, Arc::clone(&spec));
         Ok(spec)
     }
 
@@ -406,29 +421,58 @@ impl RedisStore {
             )
             .await?;
         let ttl = self.lease_ttl.as_millis().to_string();
+        let ceiling_limits =
+            ceilings.map_or_else(String::new, |c| CappedLimits::from(&c).to_string());
         for candidate in candidates {
             let Ok(job) = candidate.parse::<JobId>() else {
                 continue;
             };
-            if let Some(ceilings) = ceilings {
-                match self.spec(job).await {
-                    Ok(spec) if ceilings.check(&spec).is_err() => continue,
-                    Ok(_) => {}
-                    Err(StorageError::UnknownJob(_)) => continue,
-                    Err(e) => return Err(e),
-                }
+            // A spec in hand is checked here. Otherwise the script compares the job's stored
+            // limits with the ceilings and hands the spec back with the leases: a job new to
+            // this worker costs one round trip, not two.
+            let cached = self.cached_spec(job);
+            if let (Some(ceilings), Some(spec)) = (ceilings, &cached)
+                && ceilings.check(spec).is_err()
+            {
+                continue;
             }
+            let want_spec = if cached.is_none() { "1" } else { "0" };
             let task_ids: Vec<String> = (0..max).map(|_| TaskId::generate().to_string()).collect();
-            let mut args: Vec<&[u8]> = vec![ttl.as_bytes(), worker.as_bytes()];
+            let mut args: Vec<&[u8]> = vec![
+                ttl.as_bytes(),
+                worker.as_bytes(),
+                ceiling_limits.as_bytes(),
+                want_spec.as_bytes(),
+            ];
             args.extend(task_ids.iter().map(|id| id.as_bytes()));
             let reply: Vec<String> = self.run(&SCRIPTS.claim, job, &args).await?;
             match reply.first().map(String::as_str) {
                 Some("ok") => {
-                    let leases = reply[1..]
+                    let leases = reply[2..]
                         .chunks(4)
                         .map(|lease| parse_lease(job, lease))
                         .collect::<Result<Vec<_>, _>>()?;
-                    let spec = self.spec(job).await?;
+                    let spec = match cached {
+                        Some(spec) => spec,
+                        None => self.remember_spec(job, &reply[1])?,
+                    };
+                    // The script's check and this one agree for every job that stored its
+                    // limits; a job that did not (submitted by an older wasmjob) is caught here
+                    // and handed back untouched.
+                    if let Some(ceilings) = ceilings
+                        && ceilings.check(&spec).is_err()
+                    {
+                        let handed_back: Vec<Report> = leases
+                            .into_iter()
+                            .map(|lease| Report {
+                                lease,
+                                verdict: Verdict::Requeue,
+                                log: Vec::new(),
+                            })
+                            .collect();
+                        self.report(&handed_back).await?;
+                        continue;
+                    }
                     return Ok(Some(Claim { spec, job, leases }));
                 }
                 Some("done" | "gone") => {
@@ -597,6 +641,7 @@ impl SubmitterStore for RedisStore {
         let max_lost = spec.max_lost.to_string();
         let max_concurrency = spec.max_concurrency.unwrap_or(0).to_string();
         let priority = spec.priority.0.to_string();
+        let limits = CappedLimits::from(spec).to_string();
         let mut args: Vec<&[u8]> = vec![
             json.as_bytes(),
             pending.as_bytes(),
@@ -605,6 +650,7 @@ impl SubmitterStore for RedisStore {
             max_concurrency.as_bytes(),
             priority.as_bytes(),
             spec.name.as_bytes(),
+            limits.as_bytes(),
         ];
         args.extend(missing.iter().map(|p| p.as_str().as_bytes()));
         let _submitted_at: Millis = self.run(&SCRIPTS.submit, job, &args).await?;

@@ -1,15 +1,26 @@
 -- claim: leases up to N pending values of one job, lowest first, within its max concurrency.
 -- KEYS: the job's keys
--- ARGV[1] lease time (ms), ARGV[2] the worker (JSON), ARGV[3..] one fresh task id per value
--- wanted (so N = #ARGV - 2)
--- Returns {'ok', value, task id, attempt, deadline, ...} or one word: 'gone' (no such job),
--- 'waiting' (files missing), 'full' (at max concurrency), 'empty' (nothing pending, some
--- active), 'done' (every value finished).
+-- ARGV[1] lease time (ms), ARGV[2] the worker (JSON), ARGV[3] the worker's ceilings on the
+-- capped limits ('' for none), ARGV[4] '1' when the worker wants the spec with the leases,
+-- ARGV[5..] one fresh task id per value wanted (so N = #ARGV - 4)
+-- Returns {'ok', spec or '', value, task id, attempt, deadline, ...} or one word: 'gone' (no
+-- such job), 'above' (it asks more than the ceilings allow), 'waiting' (files missing), 'full'
+-- (at max concurrency), 'empty' (nothing pending, some active), 'done' (every value finished).
 -- A batch costs the same few Redis calls whatever its size: every per-value write is one
 -- multi-field call.
 local sets = load_sets()
 if not sets then
   return { 'gone' }
+end
+if ARGV[3] ~= '' then
+  local asked = decode_set(redis.call('HGET', KEYS[K_STATE], 'limits'))
+  local i = 1
+  for ceiling in string.gmatch(ARGV[3], '%S+') do
+    if asked[i] and asked[i] > tonumber(ceiling) then
+      return { 'above' }
+    end
+    i = i + 1
+  end
 end
 if redis.call('SCARD', KEYS[K_MISSING]) > 0 then
   return { 'waiting' }
@@ -20,7 +31,7 @@ if #sets.pending == 0 then
   end
   return { 'empty' }
 end
-local wanted = #ARGV - 2
+local wanted = #ARGV - 4
 if sets.max_concurrency > 0 then
   local room = sets.max_concurrency - redis.call('HLEN', KEYS[K_ACTIVE])
   if room <= 0 then
@@ -74,19 +85,22 @@ local deadline = num(now + tonumber(ARGV[1]))
 local worker = cjson.decode(ARGV[2]).instance
 redis.call('HSET', KEYS[K_WORKERS], worker, ARGV[2])
 local active_args, deadline_args = {}, {}
-local out = { 'ok' }
+local out = { 'ok', '' }
+if ARGV[4] == '1' then
+  out[2] = redis.call('GET', KEYS[K_SPEC])
+end
 local since = ' ' .. deadline .. ' ' .. now .. ' ' .. worker
 for i = 1, #claimed do
-  local field, task, attempt = claimed[i], ARGV[2 + i], attempts[i]
+  local field, task, attempt = claimed[i], ARGV[4 + i], attempts[i]
   -- The lease, as encode_lease writes it.
   active_args[2 * i - 1] = field
   active_args[2 * i] = task .. ' ' .. attempt .. since
   deadline_args[2 * i - 1] = deadline
   deadline_args[2 * i] = field
-  out[4 * i - 2] = field
-  out[4 * i - 1] = task
-  out[4 * i] = attempt
-  out[4 * i + 1] = deadline
+  out[4 * i - 1] = field
+  out[4 * i] = task
+  out[4 * i + 1] = attempt
+  out[4 * i + 2] = deadline
 end
 redis.call('HSET', KEYS[K_ACTIVE], unpack(active_args))
 redis.call('ZADD', KEYS[K_DEADLINES], unpack(deadline_args))

@@ -4,7 +4,8 @@
 --   KEYS[1] spec       STRING  the job spec as submitted (JSON)
 --   KEYS[2] state      HASH    pending, succeeded, failed, quarantined (interval sets),
 --                              max_retries, max_lost, max_concurrency (0 = none), priority,
---                              name, submitted_at
+--                              name, submitted_at, limits (the capped limits the job asks
+--                              for, space-separated, in the order of limits::CappedLimits)
 --   KEYS[3] missing    SET     manifest paths whose bytes are not uploaded yet
 --   KEYS[4] active     HASH    value -> its lease: "<task id> <attempt> <deadline ms>
 --                              <started ms> <worker instance>"
