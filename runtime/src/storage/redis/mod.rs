@@ -88,7 +88,7 @@ pub struct RedisStore {
     specs: Mutex<HashMap<JobId, Arc<JobSpec>>>,
     /// The marker of the server's data this store knows (see [`Keys::instance`]).
     instance: Mutex<String>,
-    /// Started by the first claim: counts wake-ups published on the wake channel.
+    /// Started by the first claim: the wake-ups published on the wake channel.
     wake: OnceCell<WakeListener>,
     /// The ceilings each worker of this process registered, by instance: its claims skip jobs
     /// above them.
@@ -106,8 +106,17 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
+/// What idle workers are told on the wake channel.
+#[derive(Debug, Clone, Copy, Default)]
+struct Wake {
+    /// Counts wake-ups, so that every one is seen as a change.
+    count: u64,
+    /// The job the latest wake-up named, when it was a job made claimable.
+    job: Option<JobId>,
+}
+
 struct WakeListener {
-    generation: Arc<watch::Sender<u64>>,
+    wakes: Arc<watch::Sender<Wake>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -294,9 +303,10 @@ impl RedisStore {
             .arg(Self::job_score(priority))
             .arg(job.to_string())
             .ignore();
+        // Naming the job lets an idle worker claim from it without looking at the queue first.
         pipe.cmd("PUBLISH")
             .arg(self.keys.wake())
-            .arg("work")
+            .arg(job.to_string())
             .ignore();
     }
 
@@ -405,13 +415,23 @@ impl RedisStore {
     }
 
     /// Tries the queued jobs in order and claims from the first that has tasks to give and fits
-    /// the worker's ceilings.
+    /// the worker's ceilings. A wake-up that named the job just made claimable (`hint`) has it
+    /// tried first, which spares the look at the queue.
     async fn try_claim(
         &self,
         worker: &str,
         ceilings: Option<Ceilings>,
         max: usize,
+        hint: Option<JobId>,
     ) -> Result<Option<Claim>, StorageError> {
+        let ceiling_limits =
+            ceilings.map_or_else(String::new, |c| CappedLimits::from(&c).to_string());
+        let claim = |job| self.claim_from(job, worker, ceilings, &ceiling_limits, max);
+        if let Some(job) = hint
+            && let Some(claimed) = claim(job).await?
+        {
+            return Ok(Some(claimed));
+        }
         let candidates: Vec<String> = self
             .query(
                 redis::cmd("ZRANGE")
@@ -420,78 +440,91 @@ impl RedisStore {
                     .arg(CLAIM_CANDIDATES - 1),
             )
             .await?;
-        let ttl = self.lease_ttl.as_millis().to_string();
-        let ceiling_limits =
-            ceilings.map_or_else(String::new, |c| CappedLimits::from(&c).to_string());
         for candidate in candidates {
             let Ok(job) = candidate.parse::<JobId>() else {
                 continue;
             };
-            // A spec in hand is checked here. Otherwise the script compares the job's stored
-            // limits with the ceilings and hands the spec back with the leases: a job new to
-            // this worker costs one round trip, not two.
-            let cached = self.cached_spec(job);
-            if let (Some(ceilings), Some(spec)) = (ceilings, &cached)
-                && ceilings.check(spec).is_err()
-            {
-                continue;
-            }
-            let want_spec = if cached.is_none() { "1" } else { "0" };
-            let task_ids: Vec<String> = (0..max).map(|_| TaskId::generate().to_string()).collect();
-            let mut args: Vec<&[u8]> = vec![
-                ttl.as_bytes(),
-                worker.as_bytes(),
-                ceiling_limits.as_bytes(),
-                want_spec.as_bytes(),
-            ];
-            args.extend(task_ids.iter().map(|id| id.as_bytes()));
-            let reply: Vec<String> = self.run(&SCRIPTS.claim, job, &args).await?;
-            match reply.first().map(String::as_str) {
-                Some("ok") => {
-                    let leases = reply[2..]
-                        .chunks(4)
-                        .map(|lease| parse_lease(job, lease))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    let spec = match cached {
-                        Some(spec) => spec,
-                        None => self.remember_spec(job, &reply[1])?,
-                    };
-                    // The script's check and this one agree for every job that stored its
-                    // limits; a job that did not (submitted by an older wasmjob) is caught here
-                    // and handed back untouched.
-                    if let Some(ceilings) = ceilings
-                        && ceilings.check(&spec).is_err()
-                    {
-                        let handed_back: Vec<Report> = leases
-                            .into_iter()
-                            .map(|lease| Report {
-                                lease,
-                                verdict: Verdict::Requeue,
-                                log: Vec::new(),
-                            })
-                            .collect();
-                        self.report(&handed_back).await?;
-                        continue;
-                    }
-                    return Ok(Some(Claim { spec, job, leases }));
-                }
-                Some("done" | "gone") => {
-                    self.query::<i64>(
-                        redis::cmd("ZREM")
-                            .arg(self.keys.queue())
-                            .arg(job.to_string()),
-                    )
-                    .await?;
-                }
-                _ => {}
+            if let Some(claimed) = claim(job).await? {
+                return Ok(Some(claimed));
             }
         }
         Ok(None)
     }
 
+    /// Claims up to `max` tasks of one job, if it has tasks to give and fits the ceilings.
+    async fn claim_from(
+        &self,
+        job: JobId,
+        worker: &str,
+        ceilings: Option<Ceilings>,
+        ceiling_limits: &str,
+        max: usize,
+    ) -> Result<Option<Claim>, StorageError> {
+        // A spec in hand is checked here. Otherwise the script compares the job's stored
+        // limits with the ceilings and hands the spec back with the leases: a job new to
+        // this worker costs one round trip, not two.
+        let cached = self.cached_spec(job);
+        if let (Some(ceilings), Some(spec)) = (ceilings, &cached)
+            && ceilings.check(spec).is_err()
+        {
+            return Ok(None);
+        }
+        let ttl = self.lease_ttl.as_millis().to_string();
+        let want_spec = if cached.is_none() { "1" } else { "0" };
+        let task_ids: Vec<String> = (0..max).map(|_| TaskId::generate().to_string()).collect();
+        let mut args: Vec<&[u8]> = vec![
+            ttl.as_bytes(),
+            worker.as_bytes(),
+            ceiling_limits.as_bytes(),
+            want_spec.as_bytes(),
+        ];
+        args.extend(task_ids.iter().map(|id| id.as_bytes()));
+        let reply: Vec<String> = self.run(&SCRIPTS.claim, job, &args).await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => {
+                let leases = reply[2..]
+                    .chunks(4)
+                    .map(|lease| parse_lease(job, lease))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let spec = match cached {
+                    Some(spec) => spec,
+                    None => self.remember_spec(job, &reply[1])?,
+                };
+                // The script's check and this one agree for every job that stored its
+                // limits; a job that did not (submitted by an older wasmjob) is caught here
+                // and handed back untouched.
+                if let Some(ceilings) = ceilings
+                    && ceilings.check(&spec).is_err()
+                {
+                    let handed_back: Vec<Report> = leases
+                        .into_iter()
+                        .map(|lease| Report {
+                            lease,
+                            verdict: Verdict::Requeue,
+                            log: Vec::new(),
+                        })
+                        .collect();
+                    self.report(&handed_back).await?;
+                    return Ok(None);
+                }
+                Ok(Some(Claim { spec, job, leases }))
+            }
+            Some("done" | "gone") => {
+                self.query::<i64>(
+                    redis::cmd("ZREM")
+                        .arg(self.keys.queue())
+                        .arg(job.to_string()),
+                )
+                .await?;
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// A receiver that changes whenever work may have appeared. The first call subscribes to
     /// the wake channel and keeps a task listening, resubscribing after a lost connection.
-    async fn wake_receiver(&self) -> Result<watch::Receiver<u64>, StorageError> {
+    async fn wake_receiver(&self) -> Result<watch::Receiver<Wake>, StorageError> {
         let listener = self
             .wake
             .get_or_try_init(|| async {
@@ -505,17 +538,17 @@ impl RedisStore {
                     .subscribe(&channel)
                     .await
                     .map_err(|e| self.error(e))?;
-                let generation = Arc::new(watch::Sender::new(0u64));
+                let wakes = Arc::new(watch::Sender::new(Wake::default()));
                 let task = tokio::spawn(listen_for_work(
                     self.client.clone(),
                     channel,
                     pubsub,
-                    Arc::clone(&generation),
+                    Arc::clone(&wakes),
                 ));
-                Ok::<_, StorageError>(WakeListener { generation, task })
+                Ok::<_, StorageError>(WakeListener { wakes, task })
             })
             .await?;
-        Ok(listener.generation.subscribe())
+        Ok(listener.wakes.subscribe())
     }
 
     fn job_score(priority: Priority) -> i64 {
@@ -539,22 +572,29 @@ impl RedisStore {
     }
 }
 
-/// Forwards wake-ups to `generation` until aborted; resubscribes when the connection drops.
+/// Forwards wake-ups to `wakes` until aborted; resubscribes when the connection drops.
 async fn listen_for_work(
     client: redis::Client,
     channel: String,
     mut pubsub: redis::aio::PubSub,
-    generation: Arc<watch::Sender<u64>>,
+    wakes: Arc<watch::Sender<Wake>>,
 ) {
+    let wake = |job| {
+        wakes.send_modify(|wake| {
+            wake.count += 1;
+            wake.job = job;
+        })
+    };
     loop {
         {
             let mut messages = pubsub.on_message();
-            while messages.next().await.is_some() {
-                generation.send_modify(|g| *g += 1);
+            while let Some(message) = messages.next().await {
+                let job = message.get_payload::<String>().ok();
+                wake(job.and_then(|job| job.parse().ok()));
             }
         }
         // Lost: wake everyone, so they look for work while we reconnect.
-        generation.send_modify(|g| *g += 1);
+        wake(None);
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             if let Ok(mut fresh) = client.get_async_pubsub().await
@@ -653,9 +693,17 @@ impl SubmitterStore for RedisStore {
             limits.as_bytes(),
         ];
         args.extend(missing.iter().map(|p| p.as_str().as_bytes()));
-        let _submitted_at: Millis = self.run(&SCRIPTS.submit, job, &args).await?;
-
+        // The job's keys, then its place in the index and, when nothing is missing, in the
+        // queue: one round trip. Commands run in order, so no worker sees the job before its
+        // keys; if the script fails, the entries after it name a job that does not exist, which
+        // listings skip and claims remove.
+        let keys = self.keys.job(job);
         let mut pipe = redis::pipe();
+        pipe.cmd("EVAL")
+            .arg(scripts::SUBMIT.as_str())
+            .arg(keys.len())
+            .arg(&keys)
+            .arg(&args);
         pipe.cmd("ZADD")
             .arg(self.keys.jobs())
             .arg(Self::job_score(spec.priority))
@@ -664,7 +712,10 @@ impl SubmitterStore for RedisStore {
         if missing.is_empty() {
             self.add_enqueue(&mut pipe, job, spec.priority);
         }
-        self.query_pipe(&pipe).await?;
+        let (_submitted_at,): (Millis,) = pipe
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(|e| self.error(e))?;
         Ok(Submitted { id: job, missing })
     }
 
@@ -918,8 +969,9 @@ impl WorkerStore for RedisStore {
         // Subscribed before looking, so work that appears in between still wakes us.
         let mut work = self.wake_receiver().await?;
         let give_up = tokio::time::Instant::now() + wait;
+        let mut hint = None;
         loop {
-            if let Some(claim) = self.try_claim(&worker, ceilings, max).await? {
+            if let Some(claim) = self.try_claim(&worker, ceilings, max, hint).await? {
                 return Ok(Some(claim));
             }
             if tokio::time::timeout_at(give_up, work.changed())
@@ -928,6 +980,7 @@ impl WorkerStore for RedisStore {
             {
                 return Ok(None);
             }
+            hint = work.borrow_and_update().job;
         }
     }
 

@@ -12,9 +12,14 @@ fn with_prelude(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}\n{body}"))
 }
 
+/// The submit script, sent whole (`EVAL`) rather than by its hash: it is pipelined with the
+/// job's enqueueing, and a pipeline cannot load a script the server has forgotten before the
+/// commands after it run.
+pub(super) static SUBMIT: LazyLock<String> =
+    LazyLock::new(|| format!("{PRELUDE}\n{}", include_str!("lua/submit.lua")));
+
 /// The loaded scripts.
 pub(super) struct Scripts {
-    pub(super) submit: Script,
     pub(super) uploaded: Script,
     pub(super) claim: Script,
     pub(super) report: Script,
@@ -28,7 +33,6 @@ pub(super) struct Scripts {
 }
 
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    submit: with_prelude(include_str!("lua/submit.lua")),
     uploaded: with_prelude(include_str!("lua/uploaded.lua")),
     claim: with_prelude(include_str!("lua/claim.lua")),
     report: with_prelude(include_str!("lua/report.lua")),
