@@ -113,8 +113,7 @@ fn main() -> anyhow::Result<()> {
     if !options.peers {
         report.note(
             "the peer queues (BullMQ, apalis, Celery, RQ) were not measured in this run: \
-             `scripts/bench --peers` runs them through bench/peers/run.py, which is not in \
-             the repository yet"
+             `scripts/bench --peers` installs and runs them (bench/peers/README.md)"
                 .into(),
         );
     }
