@@ -8,8 +8,8 @@
 //! claim on, carries the guest's progress and cancels the attempt when the store says to stop;
 //! it waits for a slot, runs, and queues its report. One reporter delivers the queued reports
 //! together. The worker prepares each job once (download and verify the manifest into the blob
-//! cache, compile the module) and shares that among the job's tasks. It reaps expired leases
-//! periodically, whoever's they are.
+//! cache, compile the module) and shares that among the job's tasks, until the job has had no
+//! lease in hand for a reap interval. It reaps expired leases periodically, whoever's they are.
 //!
 //! On shutdown it claims nothing more, hands back at once the leases still waiting for a slot,
 //! lets running attempts finish within the grace period, then stops the rest and hands them
@@ -179,12 +179,14 @@ struct PreparedJob {
 /// A job's preparation, done by the first of its tasks; the error is the reason its tasks fail.
 type Preparation = OnceCell<Result<Arc<PreparedJob>, String>>;
 
-/// A job this worker holds leases of.
+/// A job this worker has prepared.
 #[derive(Default)]
-struct JobInHand {
-    /// Its leases in hand: while any is, the job's tree stays.
-    leases: usize,
-    /// Its preparation, shared by those leases' tasks.
+struct KnownJob {
+    /// Its claims with leases in hand: while any is, the job's tree stays.
+    claims: usize,
+    /// Since when it has had none; a job idle for a reap interval is forgotten.
+    idle_since: Option<Instant>,
+    /// Its preparation, shared by its tasks.
     preparation: Arc<Preparation>,
 }
 
@@ -195,9 +197,10 @@ pub struct Worker<S> {
     cache: BlobCache,
     config: WorkerConfig,
     id: WorkerId,
-    /// The jobs with leases in hand. Each is prepared once, its tasks waiting on the same cell,
-    /// and forgotten (its tree removed) when its last lease is reported.
-    jobs_in_hand: Mutex<HashMap<JobId, JobInHand>>,
+    /// The jobs this worker prepared. Each is prepared once, its tasks waiting on the same
+    /// cell, and forgotten (its tree removed) once it has had no lease in hand for a reap
+    /// interval: a job's leases run out between claims all the time.
+    known_jobs: Mutex<HashMap<JobId, KnownJob>>,
     /// The controls of running attempts, to stop them at shutdown.
     running: Mutex<HashMap<TaskId, Arc<AttemptControl>>>,
     /// Set once shutdown has passed its grace period: stopped attempts are requeued.
@@ -237,7 +240,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
             cache,
             config,
             id,
-            jobs_in_hand: Mutex::default(),
+            known_jobs: Mutex::default(),
             running: Mutex::default(),
             stopping: AtomicBool::new(false),
             draining: watch::Sender::new(false),
@@ -301,6 +304,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
                     Err(e @ StorageError::DataLost { .. }) => tracing::error!("{e}"),
                     Err(e) => tracing::warn!("cannot check the queue: {e}"),
                 }
+                self.forget_idle_jobs();
                 if let Err(e) = self.store.register(&self.id, &self.config.ceilings).await {
                     tracing::warn!("cannot renew this worker's registration: {e}");
                 }
@@ -349,12 +353,16 @@ impl<S: WorkerStore + 'static> Worker<S> {
             };
             let claimed_at = Instant::now();
             let Claim { spec, job, leases } = claim;
+            // One hold for the whole claim, released when its last task is done.
+            let held = Arc::new(Arc::clone(&self).hold_job(job));
             for lease in leases {
                 let worker = Arc::clone(&self);
                 let spec = Arc::clone(&spec);
                 let slots = Arc::clone(&slots);
+                let held = Arc::clone(&held);
                 tasks.spawn(async move {
                     worker.run_task(job, &spec, lease, claimed_at, &slots).await;
+                    drop(held);
                 });
             }
         };
@@ -427,7 +435,6 @@ impl<S: WorkerStore + 'static> Worker<S> {
     ) {
         abort_failpoint(lease.value);
         let in_hand = InHand::count(&self.leases_in_hand);
-        let _job_in_hand = self.hold_job(job);
         let control = Arc::new(AttemptControl::default());
         self.running
             .lock()
@@ -728,16 +735,32 @@ impl<S: WorkerStore + 'static> Worker<S> {
         }
     }
 
-    /// Counts a lease of `job` in hand until the returned guard drops; the last one to drop
-    /// forgets the job and removes its tree.
-    fn hold_job(&self, job: JobId) -> HeldJob<'_, S> {
-        self.jobs_in_hand
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(job)
-            .or_default()
-            .leases += 1;
+    /// Counts a claim of `job` in hand until the returned guard drops.
+    fn hold_job(self: Arc<Self>, job: JobId) -> HeldJob<S> {
+        {
+            let mut jobs = self.known_jobs.lock().unwrap_or_else(|e| e.into_inner());
+            let held = jobs.entry(job).or_default();
+            held.claims += 1;
+            held.idle_since = None;
+        }
         HeldJob { worker: self, job }
+    }
+
+    /// Forgets the jobs that have had no lease in hand for a reap interval, and removes their
+    /// trees: a long-lived worker keeps only the jobs it is working on.
+    fn forget_idle_jobs(&self) {
+        let mut jobs = self.known_jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.retain(|job, held| {
+            let idle = held
+                .idle_since
+                .is_some_and(|since| since.elapsed() >= self.config.reap_interval);
+            if idle {
+                // Under the lock, so that a new lease of the job waits for the old tree to go
+                // before it builds a fresh one.
+                self.cache.remove_job_tree(&job.to_string());
+            }
+            !idle
+        });
     }
 
     /// Downloads the job's manifest into the cache and compiles its module, once per job held
@@ -745,7 +768,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
     async fn prepare(&self, job: JobId, spec: &JobSpec) -> Result<Arc<PreparedJob>, String> {
         let cell = Arc::clone(
             &self
-                .jobs_in_hand
+                .known_jobs
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get(&job)
@@ -785,7 +808,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
         if prepared.is_err() {
             // A failed preparation (a download that broke off) is tried afresh by the next task.
             if let Some(held) = self
-                .jobs_in_hand
+                .known_jobs
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get_mut(&job)
@@ -798,28 +821,25 @@ impl<S: WorkerStore + 'static> Worker<S> {
     }
 }
 
-/// A lease's hold on its job (see [`Worker::hold_job`]).
-struct HeldJob<'a, S> {
-    worker: &'a Worker<S>,
+/// A claim's hold on its job (see [`Worker::hold_job`]).
+struct HeldJob<S> {
+    worker: Arc<Worker<S>>,
     job: JobId,
 }
 
-impl<S> Drop for HeldJob<'_, S> {
+impl<S> Drop for HeldJob<S> {
     fn drop(&mut self) {
         let mut jobs = self
             .worker
-            .jobs_in_hand
+            .known_jobs
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let Some(held) = jobs.get_mut(&self.job) else {
             return;
         };
-        held.leases -= 1;
-        if held.leases == 0 {
-            jobs.remove(&self.job);
-            // Under the lock, so that a new lease of the job waits for the old tree to go
-            // before it builds a fresh one.
-            self.worker.cache.remove_job_tree(&self.job.to_string());
+        held.claims -= 1;
+        if held.claims == 0 {
+            held.idle_since = Some(Instant::now());
         }
     }
 }

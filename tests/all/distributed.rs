@@ -477,7 +477,7 @@ async fn workers_sharing_a_cache_directory_keep_their_job_trees_apart() {
     let server = RedisServer::start();
     let store = connect(&server).await;
     let cache = tempfile::tempdir().unwrap();
-    let slots = ["--slots", "2"];
+    let slots = ["--slots", "2", "--reap-interval", "500ms"];
     let first = WorkerProcess::start_in_cache(&server.url(), "first", cache.path(), &slots);
     let _second = WorkerProcess::start_in_cache(&server.url(), "second", cache.path(), &slots);
     let files = tempfile::tempdir().unwrap();
@@ -511,7 +511,8 @@ async fn workers_sharing_a_cache_directory_keep_their_job_trees_apart() {
         .run();
     output.assert_exit(0);
     assert_eq!(output.stdout, "shared tree\n".repeat(200));
-    // A finished job's tree is removed at once, not when the worker stops.
+    // A finished job's tree is removed once it has been idle for a reap interval, not when
+    // the worker stops.
     eventually(
         "the finished job's tree to be removed",
         PATIENCE,
