@@ -498,13 +498,12 @@ impl Executor {
             })
     }
 
-    /// Keeps a scratch directory for the next attempt if its guest created nothing in it (and
-    /// it is indeed empty); removes it otherwise. Most tasks never touch their scratch, and
-    /// making and removing a directory per attempt was a good part of an attempt's cost.
+    /// Keeps a scratch directory for the next attempt if its guest never asked to create
+    /// anything in it (see `Quota::touched`); removes it otherwise. Most tasks never touch their
+    /// scratch, and making and removing a directory per attempt, or even reading one to see it
+    /// empty, was a good part of an attempt's cost.
     fn return_scratch_dir(&self, scratch: tempfile::TempDir, touched: bool) {
-        let empty =
-            || std::fs::read_dir(scratch.path()).is_ok_and(|mut entries| entries.next().is_none());
-        if !touched && empty() {
+        if !touched {
             let mut spare = self.spare_scratch.lock().unwrap_or_else(|e| e.into_inner());
             if spare.len() < MAX_SPARE_SCRATCH_DIRS {
                 spare.push(scratch);

@@ -47,8 +47,10 @@ pub(crate) struct Quota {
     /// Set once a write or a creation was refused, so that a failure which follows is reported
     /// as the scratch limit rather than as its symptom.
     pub(crate) refused: bool,
-    /// Set once anything was created in the scratch directory (or a file opened for creation):
-    /// an untouched directory is still empty and can serve the next attempt.
+    /// Set when a call that can create a directory entry is made, whether or not it succeeds.
+    /// Those calls are the only way an entry can appear (the other preopens are read-only, and
+    /// a rename needs an entry already there), so an untouched scratch directory is still
+    /// empty and can serve the next attempt without being looked at.
     pub(crate) touched: bool,
 }
 
@@ -149,11 +151,10 @@ macro_rules! checked_creation {
         if !$caller.data_mut().quota.allow_entry() {
             return Ok(Errno::Dquot as i32);
         }
+        $caller.data_mut().quota.touched = true;
         let errno = $real;
         if errno == 0 {
-            let quota = &mut $caller.data_mut().quota;
-            quota.entries += 1;
-            quota.touched = true;
+            $caller.data_mut().quota.entries += 1;
         }
         Ok(errno)
     }};
@@ -222,6 +223,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<TaskState>) -> wasmtime::Result<
                 if creates && !quota.allow_entry() {
                     return Ok(Errno::Dquot as i32);
                 }
+                quota.touched |= creates;
                 let errno = real_call!(
                     caller,
                     path_open(
@@ -234,7 +236,6 @@ pub(super) fn add_to_linker(linker: &mut Linker<TaskState>) -> wasmtime::Result<
                     // Opening an existing file with O_CREAT counts too; a recount near the limit
                     // gives it back.
                     quota.entries += u64::from(creates);
-                    quota.touched |= creates;
                 }
                 Ok(errno)
             })
