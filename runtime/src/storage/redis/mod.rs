@@ -106,17 +106,10 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-/// What idle workers are told on the wake channel.
-#[derive(Debug, Clone, Copy, Default)]
-struct Wake {
-    /// Counts wake-ups, so that every one is seen as a change.
-    count: u64,
-    /// The job the latest wake-up named, when it was a job made claimable.
-    job: Option<JobId>,
-}
-
+/// Forwards the wake channel to the store's claims: every message is a change, and its value
+/// is the job the latest wake-up named, when it was a job made claimable.
 struct WakeListener {
-    wakes: Arc<watch::Sender<Wake>>,
+    wakes: Arc<watch::Sender<Option<JobId>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -524,7 +517,7 @@ impl RedisStore {
 
     /// A receiver that changes whenever work may have appeared. The first call subscribes to
     /// the wake channel and keeps a task listening, resubscribing after a lost connection.
-    async fn wake_receiver(&self) -> Result<watch::Receiver<Wake>, StorageError> {
+    async fn wake_receiver(&self) -> Result<watch::Receiver<Option<JobId>>, StorageError> {
         let listener = self
             .wake
             .get_or_try_init(|| async {
@@ -538,7 +531,7 @@ impl RedisStore {
                     .subscribe(&channel)
                     .await
                     .map_err(|e| self.error(e))?;
-                let wakes = Arc::new(watch::Sender::new(Wake::default()));
+                let wakes = Arc::new(watch::Sender::new(None));
                 let task = tokio::spawn(listen_for_work(
                     self.client.clone(),
                     channel,
@@ -577,13 +570,11 @@ async fn listen_for_work(
     client: redis::Client,
     channel: String,
     mut pubsub: redis::aio::PubSub,
-    wakes: Arc<watch::Sender<Wake>>,
+    wakes: Arc<watch::Sender<Option<JobId>>>,
 ) {
+    // `send_replace` marks a change even when the value is the same: every wake-up counts.
     let wake = |job| {
-        wakes.send_modify(|wake| {
-            wake.count += 1;
-            wake.job = job;
-        })
+        wakes.send_replace(job);
     };
     loop {
         {
@@ -980,7 +971,7 @@ impl WorkerStore for RedisStore {
             {
                 return Ok(None);
             }
-            hint = work.borrow_and_update().job;
+            hint = *work.borrow_and_update();
         }
     }
 
