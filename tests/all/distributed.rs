@@ -6,7 +6,7 @@ use crate::common::{
     workspace_file,
 };
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use wasmjob::manifest::{ManifestBuilder, ManifestPath};
 use wasmjob::range::RangeSet;
@@ -495,8 +495,14 @@ async fn workers_sharing_a_cache_directory_keep_their_job_trees_apart() {
             "do=sleep:20;read:data.txt",
         ],
     );
-    eventually("both workers to run tasks", PATIENCE, || async {
-        store.status(job).await.unwrap().succeeded.len() >= 20
+    // Both have built a tree of the job before one of them leaves.
+    eventually("both workers to finish tasks", PATIENCE, || async {
+        let mut hosts = BTreeSet::new();
+        for value in store.status(job).await.unwrap().succeeded.values() {
+            let info = store.info(job, value).await.unwrap();
+            hosts.extend(info.worker.map(|worker| worker.hostname));
+        }
+        hosts.len() == 2
     })
     .await;
     // The first worker leaves; the second goes on reading its own tree of the same job.
