@@ -253,3 +253,49 @@ fn sweep_abandoned_trees(jobs: &Path) {
         let _ = std::fs::remove_file(&lock_path);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lock file and tree directory as a process that died leaves them, `age` ago.
+    fn abandoned_tree(jobs: &Path, instance: &str, age: Duration) {
+        std::fs::create_dir_all(jobs.join(instance).join("01JOB")).unwrap();
+        let lock = File::create(jobs.join(format!("{instance}.lock"))).unwrap();
+        lock.set_modified(SystemTime::now() - age).unwrap();
+    }
+
+    #[test]
+    fn a_cache_sweeps_abandoned_trees_and_keeps_those_in_use() {
+        let root = tempfile::tempdir().unwrap();
+        let jobs = root.path().join("jobs");
+        let first = BlobCache::open(root.path()).unwrap();
+        // Old enough to be swept, were it not locked.
+        File::options()
+            .write(true)
+            .open(&first.trees.lock_path)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(3600))
+            .unwrap();
+        abandoned_tree(&jobs, "dead", Duration::from_secs(3600));
+        abandoned_tree(&jobs, "starting", Duration::ZERO);
+
+        let second = BlobCache::open(root.path()).unwrap();
+        assert!(!jobs.join("dead").exists(), "an unlocked old tree is swept");
+        assert!(!jobs.join("dead.lock").exists());
+        assert!(
+            jobs.join("starting").exists(),
+            "a young lock may be about to be taken"
+        );
+        assert!(first.trees.dir.is_dir(), "a locked tree stays");
+        assert_ne!(first.trees.dir, second.trees.dir);
+
+        let second_dir = second.trees.dir.clone();
+        drop(second);
+        assert!(
+            !second_dir.exists(),
+            "a cache removes its own trees when dropped"
+        );
+        assert!(first.trees.dir.is_dir());
+    }
+}
