@@ -303,6 +303,17 @@ impl RedisStore {
             .ignore();
     }
 
+    /// Takes a job out of the queue: it has nothing more to give, or it is gone.
+    async fn dequeue(&self, job: JobId) -> Result<(), StorageError> {
+        self.query::<i64>(
+            redis::cmd("ZREM")
+                .arg(self.keys.queue())
+                .arg(job.to_string()),
+        )
+        .await
+        .map(drop)
+    }
+
     async fn query_pipe(&self, pipe: &redis::Pipeline) -> Result<(), StorageError> {
         pipe.query_async::<()>(&mut self.con.clone())
             .await
@@ -437,6 +448,10 @@ impl RedisStore {
             let Ok(job) = candidate.parse::<JobId>() else {
                 continue;
             };
+            // The hinted job was just tried: it has nothing to give this worker now.
+            if hint == Some(job) {
+                continue;
+            }
             if let Some(claimed) = claim(job).await? {
                 return Ok(Some(claimed));
             }
@@ -503,12 +518,7 @@ impl RedisStore {
                 Ok(Some(Claim { spec, job, leases }))
             }
             Some("done" | "gone") => {
-                self.query::<i64>(
-                    redis::cmd("ZREM")
-                        .arg(self.keys.queue())
-                        .arg(job.to_string()),
-                )
-                .await?;
+                self.dequeue(job).await?;
                 Ok(None)
             }
             _ => Ok(None),
@@ -889,11 +899,13 @@ impl SubmitterStore for RedisStore {
     async fn delete(&self, job: JobId) -> Result<(), StorageError> {
         let existed: i64 = self.run(&SCRIPTS.delete, job, &[]).await?;
         self.forget(job);
-        let member = job.to_string();
-        self.query::<i64>(redis::cmd("ZREM").arg(self.keys.queue()).arg(&member))
-            .await?;
-        self.query::<i64>(redis::cmd("ZREM").arg(self.keys.jobs()).arg(&member))
-            .await?;
+        self.dequeue(job).await?;
+        self.query::<i64>(
+            redis::cmd("ZREM")
+                .arg(self.keys.jobs())
+                .arg(job.to_string()),
+        )
+        .await?;
         if existed == 0 {
             return Err(StorageError::UnknownJob(job));
         }
@@ -1028,12 +1040,7 @@ impl WorkerStore for RedisStore {
                 };
             }
             if done == "1" {
-                self.query::<i64>(
-                    redis::cmd("ZREM")
-                        .arg(self.keys.queue())
-                        .arg(job.to_string()),
-                )
-                .await?;
+                self.dequeue(job).await?;
             }
         }
         Ok(acks)
@@ -1094,8 +1101,7 @@ impl WorkerStore for RedisStore {
             reaped.requeued += requeued;
             reaped.quarantined += quarantined;
             if done == 1 {
-                self.query::<i64>(redis::cmd("ZREM").arg(self.keys.queue()).arg(&id))
-                    .await?;
+                self.dequeue(job).await?;
             }
         }
         Ok(reaped)
