@@ -170,6 +170,22 @@ impl Drop for InHand {
     }
 }
 
+/// Counts one lease of a value lost before while it lives.
+struct LostBefore(Arc<watch::Sender<usize>>);
+
+impl LostBefore {
+    fn count(counter: &Arc<watch::Sender<usize>>) -> Self {
+        counter.send_modify(|n| *n += 1);
+        LostBefore(Arc::clone(counter))
+    }
+}
+
+impl Drop for LostBefore {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
 /// A job made ready to run on this host: its tree on disk and its compiled module.
 struct PreparedJob {
     dir: PathBuf,
@@ -207,6 +223,10 @@ pub struct Worker<S> {
     stopping: AtomicBool,
     /// Set when shutdown begins: leases still waiting for a slot are handed back at once.
     draining: watch::Sender<bool>,
+    /// How many leases in hand are of values lost before. While any is, nothing more is
+    /// claimed and leases waiting for a slot are handed back: such a task runs alone, so that if
+    /// it kills this process no other task is lost with it.
+    lost_before: Arc<watch::Sender<usize>>,
     /// Finished attempts' reports, for the reporter to deliver in batches.
     report_sender: mpsc::UnboundedSender<Report>,
     /// The reporter's end of that queue, taken when the worker runs.
@@ -244,6 +264,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
             running: Mutex::default(),
             stopping: AtomicBool::new(false),
             draining: watch::Sender::new(false),
+            lost_before: Arc::new(watch::Sender::new(0)),
             report_sender,
             report_queue: Mutex::new(Some(report_queue)),
             recent_attempt_micros: AtomicU64::new(0),
@@ -326,7 +347,8 @@ impl<S: WorkerStore + 'static> Worker<S> {
             // prefetch: short tasks are claimed many at a time, long ones one per free slot.
             // Refilled once half are done, so that claims stay large.
             let capacity = self.config.slots.max(1) * self.prefetch();
-            if tasks.len() >= capacity || tasks.len() > 1 && tasks.len() * 2 > capacity {
+            let full = tasks.len() >= capacity || tasks.len() > 1 && tasks.len() * 2 > capacity;
+            if full || *self.lost_before.borrow() > 0 {
                 tokio::select! {
                     _ = tasks.join_next() => continue,
                     () = &mut shutdown => break Ok(()),
@@ -356,13 +378,15 @@ impl<S: WorkerStore + 'static> Worker<S> {
             // One hold for the whole claim, released when its last task is done.
             let held = Arc::new(Arc::clone(&self).hold_job(job));
             for lease in leases {
+                // Counted before the next look at the queue, which it stops.
+                let lost_before = (lease.lost > 0).then(|| LostBefore::count(&self.lost_before));
                 let worker = Arc::clone(&self);
                 let spec = Arc::clone(&spec);
                 let slots = Arc::clone(&slots);
                 let held = Arc::clone(&held);
                 tasks.spawn(async move {
                     worker.run_task(job, &spec, lease, claimed_at, &slots).await;
-                    drop(held);
+                    drop((held, lost_before));
                 });
             }
         };
@@ -433,7 +457,6 @@ impl<S: WorkerStore + 'static> Worker<S> {
         claimed_at: Instant,
         slots: &Semaphore,
     ) {
-        abort_failpoint(lease.value);
         let in_hand = InHand::count(&self.leases_in_hand);
         let control = Arc::new(AttemptControl::default());
         self.running
@@ -447,13 +470,23 @@ impl<S: WorkerStore + 'static> Worker<S> {
         let lease_lost = AtomicBool::new(false);
         let work = async {
             let mut draining = self.draining.subscribe();
-            let _slot = tokio::select! {
-                slot = slots.acquire() => slot.expect("the semaphore is never closed"),
+            let mut lost_before = self.lost_before.subscribe();
+            // A task lost before takes every slot; the others give way to it.
+            let alone = lease.lost > 0;
+            let permits = if alone { self.config.slots.max(1) } else { 1 };
+            let give_way = |lost_before: &usize| !alone && *lost_before > 0;
+            let _slots = tokio::select! {
+                slots = slots.acquire_many(permits as u32) => {
+                    slots.expect("the semaphore is never closed")
+                }
                 _ = draining.wait_for(|draining| *draining) => {
                     return Some((Verdict::Requeue, Vec::new()));
                 }
+                _ = lost_before.wait_for(give_way) => {
+                    return Some((Verdict::Requeue, Vec::new()));
+                }
             };
-            if *draining.borrow() {
+            if *draining.borrow() || give_way(&lost_before.borrow()) {
                 return Some((Verdict::Requeue, Vec::new()));
             }
             match self.prepare(job, spec).await {
@@ -467,7 +500,9 @@ impl<S: WorkerStore + 'static> Worker<S> {
                     )),
                     Ok(module) => {
                         let ran = self.attempt(job, spec, &lease, &prepared, module, &control);
-                        self.verdict(job, &lease, ran.await, &lease_lost)
+                        let ran = ran.await;
+                        abort_failpoint(lease.value);
+                        self.verdict(job, &lease, ran, &lease_lost)
                     }
                 },
             }
@@ -844,8 +879,8 @@ impl<S> Drop for HeldJob<S> {
     }
 }
 
-/// The environment variable of the test-only failpoint: a worker that starts the task of this
-/// value aborts at once, as if the task had crashed the whole host.
+/// The environment variable of the test-only failpoint: a worker that has run an attempt of
+/// this value aborts before reporting it, as if the task had crashed the whole host.
 pub const ABORT_FAILPOINT: &str = "WASMJOB_TEST_ABORT_ON_VALUE";
 
 /// Aborts the process when the failpoint names `value`; the fault-injection tests use it to

@@ -458,6 +458,7 @@ pub async fn expired_leases_are_reaped_and_their_reports_refused(store: &impl St
     spec.max_lost = 2;
     let job = submit_runnable(store, &spec, b"module bytes").await;
     let first = claim(store, 2).await.unwrap().leases;
+    assert!(first.iter().all(|lease| lease.lost == 0), "{first:?}");
     tokio::time::sleep(Duration::from_millis(400)).await;
     let reaped = store.reap().await.unwrap();
     assert_eq!((reaped.requeued, reaped.quarantined), (2, 0));
@@ -482,7 +483,11 @@ pub async fn expired_leases_are_reaped_and_their_reports_refused(store: &impl St
     for value in [1, 2] {
         let alone = claim(store, 2).await.unwrap().leases;
         assert_eq!(alone.len(), 1, "{alone:?}");
-        assert_eq!((alone[0].value, alone[0].attempt), (value, 2));
+        // The lease says so, for the worker to run it with no other task beside it.
+        assert_eq!(
+            (alone[0].value, alone[0].attempt, alone[0].lost),
+            (value, 2, 1)
+        );
     }
 
     // The second loss reaches the max lost: the values are quarantined, not retried.

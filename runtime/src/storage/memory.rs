@@ -160,6 +160,7 @@ impl MemoryStore {
                         task: TaskId::generate(),
                         value,
                         attempt: task.attempts,
+                        lost: task.lost,
                         deadline: self.lease_deadline(now),
                     };
                     task.worker = Some(worker.clone());

@@ -274,6 +274,10 @@ pub struct Lease {
     pub value: u64,
     /// The attempt number, from 1.
     pub attempt: u32,
+    /// How many earlier attempts of this value were lost (their worker died or went silent).
+    /// A worker runs a task lost before alone, so that if it is what kills workers it takes no
+    /// other task down with it.
+    pub lost: u32,
     /// When the lease ends unless a heartbeat renews it.
     pub deadline: Millis,
 }

@@ -491,7 +491,7 @@ impl RedisStore {
         match reply.first().map(String::as_str) {
             Some("ok") => {
                 let leases = reply[2..]
-                    .chunks(4)
+                    .chunks(5)
                     .map(|lease| parse_lease(job, lease))
                     .collect::<Result<Vec<_>, _>>()?;
                 let spec = match cached {
@@ -613,7 +613,7 @@ fn corrupt(what: &str) -> StorageError {
 }
 
 fn parse_lease(job: JobId, fields: &[String]) -> Result<Lease, StorageError> {
-    let [value, task, attempt, deadline] = fields else {
+    let [value, task, attempt, lost, deadline] = fields else {
         return Err(corrupt("a lease of the wrong length"));
     };
     Ok(Lease {
@@ -621,6 +621,7 @@ fn parse_lease(job: JobId, fields: &[String]) -> Result<Lease, StorageError> {
         task: task.parse()?,
         value: value.parse().map_err(|_| corrupt("a lease value"))?,
         attempt: attempt.parse().map_err(|_| corrupt("a lease attempt"))?,
+        lost: lost.parse().map_err(|_| corrupt("a lease's lost count"))?,
         deadline: deadline.parse().map_err(|_| corrupt("a lease deadline"))?,
     })
 }
