@@ -170,19 +170,37 @@ impl Drop for InHand {
     }
 }
 
-/// Counts one lease of a value lost before while it lives.
-struct LostBefore(Arc<watch::Sender<usize>>);
+/// What decides whether a task waiting for a slot may run, watched by every such task.
+#[derive(Debug, Clone, Copy, Default)]
+struct Admission {
+    /// Shutdown has begun: leases waiting for a slot are handed back at once.
+    draining: bool,
+    /// How many leases in hand are of values lost before. While any is, nothing more is
+    /// claimed and the other leases waiting for a slot are handed back: such a task runs
+    /// alone, so that if it kills this process no other task is lost with it.
+    lost_before: usize,
+}
+
+impl Admission {
+    /// Whether a task (`alone` when its value was lost before) may take its slots.
+    fn admits(&self, alone: bool) -> bool {
+        !self.draining && (alone || self.lost_before == 0)
+    }
+}
+
+/// Counts one lease of a value lost before in the [`Admission`] while it lives.
+struct LostBefore(Arc<watch::Sender<Admission>>);
 
 impl LostBefore {
-    fn count(counter: &Arc<watch::Sender<usize>>) -> Self {
-        counter.send_modify(|n| *n += 1);
-        LostBefore(Arc::clone(counter))
+    fn count(admission: &Arc<watch::Sender<Admission>>) -> Self {
+        admission.send_modify(|a| a.lost_before += 1);
+        LostBefore(Arc::clone(admission))
     }
 }
 
 impl Drop for LostBefore {
     fn drop(&mut self) {
-        self.0.send_modify(|n| *n -= 1);
+        self.0.send_modify(|a| a.lost_before -= 1);
     }
 }
 
@@ -221,12 +239,9 @@ pub struct Worker<S> {
     running: Mutex<HashMap<TaskId, Arc<AttemptControl>>>,
     /// Set once shutdown has passed its grace period: stopped attempts are requeued.
     stopping: AtomicBool,
-    /// Set when shutdown begins: leases still waiting for a slot are handed back at once.
-    draining: watch::Sender<bool>,
-    /// How many leases in hand are of values lost before. While any is, nothing more is
-    /// claimed and leases waiting for a slot are handed back: such a task runs alone, so that if
-    /// it kills this process no other task is lost with it.
-    lost_before: Arc<watch::Sender<usize>>,
+    /// Whether tasks waiting for a slot may run: not once shutdown begins, and only a value
+    /// lost before while one is in hand.
+    admission: Arc<watch::Sender<Admission>>,
     /// Finished attempts' reports, for the reporter to deliver in batches.
     report_sender: mpsc::UnboundedSender<Report>,
     /// The reporter's end of that queue, taken when the worker runs.
@@ -263,8 +278,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
             known_jobs: Mutex::default(),
             running: Mutex::default(),
             stopping: AtomicBool::new(false),
-            draining: watch::Sender::new(false),
-            lost_before: Arc::new(watch::Sender::new(0)),
+            admission: Arc::default(),
             report_sender,
             report_queue: Mutex::new(Some(report_queue)),
             recent_attempt_micros: AtomicU64::new(0),
@@ -348,7 +362,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
             // Refilled once half are done, so that claims stay large.
             let capacity = self.config.slots.max(1) * self.prefetch();
             let full = tasks.len() >= capacity || tasks.len() > 1 && tasks.len() * 2 > capacity;
-            if full || *self.lost_before.borrow() > 0 {
+            if full || self.admission.borrow().lost_before > 0 {
                 tokio::select! {
                     _ = tasks.join_next() => continue,
                     () = &mut shutdown => break Ok(()),
@@ -379,7 +393,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
             let held = Arc::new(Arc::clone(&self).hold_job(job));
             for lease in leases {
                 // Counted before the next look at the queue, which it stops.
-                let lost_before = (lease.lost > 0).then(|| LostBefore::count(&self.lost_before));
+                let lost_before = (lease.lost > 0).then(|| LostBefore::count(&self.admission));
                 let worker = Arc::clone(&self);
                 let spec = Arc::clone(&spec);
                 let slots = Arc::clone(&slots);
@@ -417,7 +431,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
     /// Lets running tasks finish within the grace period, then stops and requeues the rest.
     async fn drain(&self, mut tasks: JoinSet<()>) {
         // Leases still waiting for a slot go back at once.
-        self.draining.send_replace(true);
+        self.admission.send_modify(|a| a.draining = true);
         while tasks.try_join_next().is_some() {}
         if tasks.is_empty() {
             return;
@@ -469,24 +483,20 @@ impl<S: WorkerStore + 'static> Worker<S> {
         }
         let lease_lost = AtomicBool::new(false);
         let work = async {
-            let mut draining = self.draining.subscribe();
-            let mut lost_before = self.lost_before.subscribe();
+            let mut admission = self.admission.subscribe();
             // A task lost before takes every slot; the others give way to it.
             let alone = lease.lost > 0;
             let permits = if alone { self.config.slots.max(1) } else { 1 };
-            let give_way = |lost_before: &usize| !alone && *lost_before > 0;
+            let turned_away = |admission: &Admission| !admission.admits(alone);
             let _slots = tokio::select! {
                 slots = slots.acquire_many(permits as u32) => {
                     slots.expect("the semaphore is never closed")
                 }
-                _ = draining.wait_for(|draining| *draining) => {
-                    return Some((Verdict::Requeue, Vec::new()));
-                }
-                _ = lost_before.wait_for(give_way) => {
+                _ = admission.wait_for(turned_away) => {
                     return Some((Verdict::Requeue, Vec::new()));
                 }
             };
-            if *draining.borrow() || give_way(&lost_before.borrow()) {
+            if turned_away(&admission.borrow()) {
                 return Some((Verdict::Requeue, Vec::new()));
             }
             match self.prepare(job, spec).await {
