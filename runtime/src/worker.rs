@@ -175,32 +175,32 @@ impl Drop for InHand {
 struct Admission {
     /// Shutdown has begun: leases waiting for a slot are handed back at once.
     draining: bool,
-    /// How many leases in hand are of values lost before. While any is, nothing more is
-    /// claimed and the other leases waiting for a slot are handed back: such a task runs
-    /// alone, so that if it kills this process no other task is lost with it.
-    lost_before: usize,
+    /// How many leases in hand are to run alone (their values are on their last chance). While
+    /// any is, nothing more is claimed and the other leases waiting for a slot are handed back,
+    /// so that if such a task kills this process no other task is lost with it.
+    alone: usize,
 }
 
 impl Admission {
-    /// Whether a task (`alone` when its value was lost before) may take its slots.
+    /// Whether a task (`alone` when its lease says so) may take its slots.
     fn admits(&self, alone: bool) -> bool {
-        !self.draining && (alone || self.lost_before == 0)
+        !self.draining && (alone || self.alone == 0)
     }
 }
 
-/// Counts one lease of a value lost before in the [`Admission`] while it lives.
-struct LostBefore(Arc<watch::Sender<Admission>>);
+/// Counts one lease to run alone in the [`Admission`] while it lives.
+struct Alone(Arc<watch::Sender<Admission>>);
 
-impl LostBefore {
+impl Alone {
     fn count(admission: &Arc<watch::Sender<Admission>>) -> Self {
-        admission.send_modify(|a| a.lost_before += 1);
-        LostBefore(Arc::clone(admission))
+        admission.send_modify(|a| a.alone += 1);
+        Alone(Arc::clone(admission))
     }
 }
 
-impl Drop for LostBefore {
+impl Drop for Alone {
     fn drop(&mut self) {
-        self.0.send_modify(|a| a.lost_before -= 1);
+        self.0.send_modify(|a| a.alone -= 1);
     }
 }
 
@@ -239,8 +239,8 @@ pub struct Worker<S> {
     running: Mutex<HashMap<TaskId, Arc<AttemptControl>>>,
     /// Set once shutdown has passed its grace period: stopped attempts are requeued.
     stopping: AtomicBool,
-    /// Whether tasks waiting for a slot may run: not once shutdown begins, and only a value
-    /// lost before while one is in hand.
+    /// Whether tasks waiting for a slot may run: none once shutdown begins, and only the one to
+    /// run alone while such a lease is in hand.
     admission: Arc<watch::Sender<Admission>>,
     /// Finished attempts' reports, for the reporter to deliver in batches.
     report_sender: mpsc::UnboundedSender<Report>,
@@ -362,7 +362,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
             // Refilled once half are done, so that claims stay large.
             let capacity = self.config.slots.max(1) * self.prefetch();
             let full = tasks.len() >= capacity || tasks.len() > 1 && tasks.len() * 2 > capacity;
-            if full || self.admission.borrow().lost_before > 0 {
+            if full || self.admission.borrow().alone > 0 {
                 tokio::select! {
                     _ = tasks.join_next() => continue,
                     () = &mut shutdown => break Ok(()),
@@ -393,14 +393,14 @@ impl<S: WorkerStore + 'static> Worker<S> {
             let held = Arc::new(Arc::clone(&self).hold_job(job));
             for lease in leases {
                 // Counted before the next look at the queue, which it stops.
-                let lost_before = (lease.lost > 0).then(|| LostBefore::count(&self.admission));
+                let alone = lease.alone.then(|| Alone::count(&self.admission));
                 let worker = Arc::clone(&self);
                 let spec = Arc::clone(&spec);
                 let slots = Arc::clone(&slots);
                 let held = Arc::clone(&held);
                 tasks.spawn(async move {
                     worker.run_task(job, &spec, lease, claimed_at, &slots).await;
-                    drop((held, lost_before));
+                    drop((held, alone));
                 });
             }
         };
@@ -484,8 +484,8 @@ impl<S: WorkerStore + 'static> Worker<S> {
         let lease_lost = AtomicBool::new(false);
         let work = async {
             let mut admission = self.admission.subscribe();
-            // A task lost before takes every slot; the others give way to it.
-            let alone = lease.lost > 0;
+            // A task to run alone takes every slot; the others give way to it.
+            let alone = lease.alone;
             let permits = if alone { self.config.slots.max(1) } else { 1 };
             let turned_away = |admission: &Admission| !admission.admits(alone);
             let _slots = tokio::select! {

@@ -279,8 +279,9 @@ async fn a_value_that_keeps_killing_workers_is_quarantined() {
     let store = connect(&server).await;
     // Each task takes a while, so that the worker's two slots run two at once: the value the
     // failpoint names (it aborts the worker when that value's attempt ends) takes the one
-    // beside it down with it, once. From then on both count as lost before and each runs
-    // alone: the culprit is quarantined at its second loss, its neighbour is never lost again.
+    // beside it down with it, once. With a max lost of 2 both are then on their last chance and
+    // each runs alone: the culprit is quarantined at its second loss, its neighbour is never
+    // lost again.
     let job = submit(
         &server,
         "behave",

@@ -323,6 +323,41 @@ pub async fn requeue_returns_a_task_without_counting_a_failure(store: &impl Stor
     assert_ne!(again.task, lease.task);
 }
 
+pub async fn only_a_value_on_its_last_chance_runs_alone(store: &impl Store) {
+    let mut spec = spec("1..=2");
+    spec.max_lost = 3;
+    let job = submit_runnable(store, &spec, b"module bytes").await;
+    let lose_every_lease = || async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(store.reap().await.unwrap().requeued, 2);
+    };
+    let first = claim(store, 2).await.unwrap().leases;
+    assert!(first.iter().all(|lease| !lease.alone), "{first:?}");
+    lose_every_lease().await;
+
+    // One loss of three allowed, most often the death of a worker that held both: they are
+    // claimed together again and run as usual.
+    let second = claim(store, 2).await.unwrap().leases;
+    assert_eq!(second.len(), 2, "{second:?}");
+    assert!(
+        second
+            .iter()
+            .all(|lease| !lease.alone && lease.attempt == 2)
+    );
+    lose_every_lease().await;
+
+    // One more loss would quarantine them: each is claimed by itself, to run alone.
+    for value in [1, 2] {
+        let alone = claim(store, 2).await.unwrap().leases;
+        assert_eq!(alone.len(), 1, "{alone:?}");
+        assert_eq!(
+            (alone[0].value, alone[0].attempt, alone[0].alone),
+            (value, 3, true)
+        );
+    }
+    assert_eq!(store.info(job, 1).await.unwrap().lost, 2);
+}
+
 pub async fn a_batch_of_reports_is_applied_in_order_with_one_ack_each(store: &impl Store) {
     let job = runnable(store, "1..=4").await;
     let leases = claim(store, 4).await.unwrap().leases;
@@ -458,7 +493,7 @@ pub async fn expired_leases_are_reaped_and_their_reports_refused(store: &impl St
     spec.max_lost = 2;
     let job = submit_runnable(store, &spec, b"module bytes").await;
     let first = claim(store, 2).await.unwrap().leases;
-    assert!(first.iter().all(|lease| lease.lost == 0), "{first:?}");
+    assert!(first.iter().all(|lease| !lease.alone), "{first:?}");
     tokio::time::sleep(Duration::from_millis(400)).await;
     let reaped = store.reap().await.unwrap();
     assert_eq!((reaped.requeued, reaped.quarantined), (2, 0));
@@ -478,15 +513,16 @@ pub async fn expired_leases_are_reaped_and_their_reports_refused(store: &impl St
         Heartbeat::Stop
     );
 
-    // A value lost before runs alone, so that a value which kills its worker takes no other
-    // down with it: a claim of two takes one.
+    // With a max lost of 2, one loss puts a value on its last chance: it runs alone, so that
+    // if it is what kills its worker it takes no other value down with it. A claim of two
+    // takes one.
     for value in [1, 2] {
         let alone = claim(store, 2).await.unwrap().leases;
         assert_eq!(alone.len(), 1, "{alone:?}");
         // The lease says so, for the worker to run it with no other task beside it.
         assert_eq!(
-            (alone[0].value, alone[0].attempt, alone[0].lost),
-            (value, 2, 1)
+            (alone[0].value, alone[0].attempt, alone[0].alone),
+            (value, 2, true)
         );
     }
 
@@ -674,18 +710,21 @@ macro_rules! conformance {
                 a_batch_of_reports_is_applied_in_order_with_one_ack_each,
             );
 
-            #[tokio::test]
-            async fn expired_leases_are_reaped_and_their_reports_refused() {
-                let (_guard, store) = ($make)(Duration::from_millis(200)).await;
-                super::expired_leases_are_reaped_and_their_reports_refused(&store).await;
-            }
+            // Cases that let leases expire.
+            conformance!(@cases_with_lease $make, Duration::from_millis(200);
+                expired_leases_are_reaped_and_their_reports_refused,
+                only_a_value_on_its_last_chance_runs_alone,
+            );
         }
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
+        conformance!(@cases_with_lease $make, LONG_LEASE; $($case),*);
+    };
+    (@cases_with_lease $make:expr, $lease:expr; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test]
             async fn $case() {
-                let (_guard, store) = ($make)(LONG_LEASE).await;
+                let (_guard, store) = ($make)($lease).await;
                 super::$case(&store).await;
             }
         )*

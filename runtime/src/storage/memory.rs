@@ -7,7 +7,7 @@
 use super::{
     Ack, Claim, Heartbeat, JobId, JobStatus, Lease, Millis, Reaped, RegisteredWorker, Report,
     StorageError, Submitted, SubmitterStore, TaskId, TaskInfo, TaskState, Verdict, WORKER_TTL,
-    WorkerId, WorkerStore, now_millis,
+    WorkerId, WorkerStore, now_millis, on_last_chance,
 };
 use crate::limits::Ceilings;
 use crate::manifest::{Digest, ManifestPath};
@@ -130,9 +130,14 @@ impl MemoryStore {
                 continue;
             }
             let taken: Vec<u64> = job.pending.take_first(take as u64).values().collect();
-            // A value whose attempt was lost before runs alone (see the Redis claim script).
-            let lost_before = |value: &u64| job.tasks.get(value).is_some_and(|t| t.lost > 0);
-            let values: Vec<u64> = match taken.iter().position(lost_before) {
+            // A value on its last chance is claimed alone (see the Redis claim script).
+            let max_lost = job.spec.max_lost;
+            let alone = |value: &u64| {
+                job.tasks
+                    .get(value)
+                    .is_some_and(|t| on_last_chance(t.lost, max_lost))
+            };
+            let values: Vec<u64> = match taken.iter().position(alone) {
                 Some(_) if taken.len() == 1 => taken,
                 Some(0) => {
                     for &value in &taken[1..] {
@@ -141,8 +146,7 @@ impl MemoryStore {
                     taken[..1].to_vec()
                 }
                 Some(_) => {
-                    let (lost, fresh): (Vec<u64>, Vec<u64>) =
-                        taken.into_iter().partition(lost_before);
+                    let (lost, fresh): (Vec<u64>, Vec<u64>) = taken.into_iter().partition(alone);
                     for value in lost {
                         job.pending.insert(value);
                     }
@@ -160,7 +164,7 @@ impl MemoryStore {
                         task: TaskId::generate(),
                         value,
                         attempt: task.attempts,
-                        lost: task.lost,
+                        alone: on_last_chance(task.lost, max_lost),
                         deadline: self.lease_deadline(now),
                     };
                     task.worker = Some(worker.clone());

@@ -274,12 +274,20 @@ pub struct Lease {
     pub value: u64,
     /// The attempt number, from 1.
     pub attempt: u32,
-    /// How many earlier attempts of this value were lost (their worker died or went silent).
-    /// A worker runs a task lost before alone, so that if it is what kills workers it takes no
-    /// other task down with it.
-    pub lost: u32,
+    /// Whether the task is to run alone: one more lost attempt would quarantine its value (see
+    /// [`on_last_chance`]). The claim gives it by itself and the worker runs it with no other
+    /// task beside it, so that if it is what kills workers it takes no other value down with it.
+    pub alone: bool,
     /// When the lease ends unless a heartbeat renews it.
     pub deadline: Millis,
+}
+
+/// Whether a value with `lost` lost attempts is on its last chance: lost before, and one more
+/// loss reaches the job's `max_lost`. Such a value runs alone. Earlier losses are most often a
+/// worker's own death (a crash, a preemption) that took every task it held: those values run as
+/// usual, and a long task does not keep a whole worker to itself for a loss it did not cause.
+pub fn on_last_chance(lost: u32, max_lost: u32) -> bool {
+    lost > 0 && lost + 1 >= max_lost
 }
 
 /// Tasks of one job claimed together.

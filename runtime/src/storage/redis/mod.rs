@@ -613,7 +613,7 @@ fn corrupt(what: &str) -> StorageError {
 }
 
 fn parse_lease(job: JobId, fields: &[String]) -> Result<Lease, StorageError> {
-    let [value, task, attempt, lost, deadline] = fields else {
+    let [value, task, attempt, alone, deadline] = fields else {
         return Err(corrupt("a lease of the wrong length"));
     };
     Ok(Lease {
@@ -621,7 +621,7 @@ fn parse_lease(job: JobId, fields: &[String]) -> Result<Lease, StorageError> {
         task: task.parse()?,
         value: value.parse().map_err(|_| corrupt("a lease value"))?,
         attempt: attempt.parse().map_err(|_| corrupt("a lease attempt"))?,
-        lost: lost.parse().map_err(|_| corrupt("a lease's lost count"))?,
+        alone: alone == "1",
         deadline: deadline.parse().map_err(|_| corrupt("a lease deadline"))?,
     })
 }

@@ -3,7 +3,7 @@
 -- ARGV[1] lease time (ms), ARGV[2] the worker (JSON), ARGV[3] the worker's ceilings on the
 -- capped limits ('' for none), ARGV[4] '1' when the worker wants the spec with the leases,
 -- ARGV[5..] one fresh task id per value wanted (so N = #ARGV - 4)
--- Returns {'ok', spec or '', value, task id, attempt, lost before, deadline, ...} or one word: 'gone' (no
+-- Returns {'ok', spec or '', value, task id, attempt, alone ('1' or '0'), deadline, ...} or one word: 'gone' (no
 -- such job), 'above' (it asks more than the ceilings allow), 'waiting' (files missing), 'full'
 -- (at max concurrency), 'empty' (nothing pending, some active), 'done' (every value finished).
 -- A batch costs the same few Redis calls whatever its size: every per-value write is one
@@ -46,26 +46,26 @@ for i, value in ipairs(values) do
 end
 -- Values with a record have had an attempt end before; the rest are on their first.
 local records = redis.call('HMGET', KEYS[K_TASKS], unpack(fields))
--- A value whose attempt was lost before (its worker died) runs alone: if it is what kills
--- workers, it takes no other value down with it. It goes back to pending unless it comes first,
--- and then it is the whole claim; its lease carries the lost count, and the worker runs it with
--- no other task beside it.
+-- A value on its last chance (lost before, and one more loss quarantines it; storage's
+-- on_last_chance) runs alone: if it is what kills workers, it takes no other value down with
+-- it. It goes back to pending unless it comes first, and then it is the whole claim; its lease
+-- says so, and the worker runs it with no other task beside it.
 -- The loops below run once per value of a batch of hundreds: plain indexing, no per-value
 -- tables.
-local claimed, attempts, losses = {}, {}, {}
+local claimed, attempts, alone = {}, {}, {}
 -- Values on a later attempt, whose earlier attempt's progress is to be forgotten.
 local retried = {}
 for i = 1, #fields do
-  local attempt, lost = '1', 0
+  local attempt, last_chance = '1', false
   if records[i] then
     local record = decode_record(records[i])
     attempt = num(record.attempts + 1)
-    lost = record.lost
+    last_chance = record.lost > 0 and record.lost + 1 >= sets.max_lost
     retried[#retried + 1] = fields[i]
   end
-  if lost > 0 and #values > 1 then
+  if last_chance and #values > 1 then
     if #claimed == 0 then
-      claimed, attempts, losses = { fields[i] }, { attempt }, { num(lost) }
+      claimed, attempts, alone = { fields[i] }, { attempt }, { '1' }
       for j = i + 1, #values do
         set_insert(sets.pending, values[j])
       end
@@ -76,7 +76,7 @@ for i = 1, #fields do
     local n = #claimed + 1
     claimed[n] = fields[i]
     attempts[n] = attempt
-    losses[n] = num(lost)
+    alone[n] = last_chance and '1' or '0'
   end
 end
 redis.call('HSET', KEYS[K_STATE], 'pending', encode_set(sets.pending))
@@ -101,7 +101,7 @@ for i = 1, #claimed do
   out[5 * i - 2] = field
   out[5 * i - 1] = task
   out[5 * i] = attempt
-  out[5 * i + 1] = losses[i]
+  out[5 * i + 1] = alone[i]
   out[5 * i + 2] = deadline
 end
 redis.call('HSET', KEYS[K_ACTIVE], unpack(active_args))
