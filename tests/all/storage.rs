@@ -60,6 +60,19 @@ async fn claim(store: &impl Store, max: usize) -> Option<Claim> {
     store.next(&worker("w"), max, NO_WAIT).await.unwrap()
 }
 
+/// Claims as many as there are `values`, once per value, and checks that each claim gives just
+/// the next of them, on `attempt`, with a lease that says to run it alone.
+async fn claim_each_alone(store: &impl Store, values: &[u64], attempt: u32) {
+    for &value in values {
+        let alone = claim(store, values.len()).await.unwrap().leases;
+        assert_eq!(alone.len(), 1, "{alone:?}");
+        assert_eq!(
+            (alone[0].value, alone[0].attempt, alone[0].alone),
+            (value, attempt, true)
+        );
+    }
+}
+
 async fn claim_one(store: &impl Store) -> Lease {
     let claim = claim(store, 1).await.expect("a task to claim");
     assert_eq!(claim.leases.len(), 1);
@@ -347,14 +360,7 @@ pub async fn only_a_value_on_its_last_chance_runs_alone(store: &impl Store) {
     lose_every_lease().await;
 
     // One more loss would quarantine them: each is claimed by itself, to run alone.
-    for value in [1, 2] {
-        let alone = claim(store, 2).await.unwrap().leases;
-        assert_eq!(alone.len(), 1, "{alone:?}");
-        assert_eq!(
-            (alone[0].value, alone[0].attempt, alone[0].alone),
-            (value, 3, true)
-        );
-    }
+    claim_each_alone(store, &[1, 2], 3).await;
     assert_eq!(store.info(job, 1).await.unwrap().lost, 2);
 }
 
@@ -516,15 +522,7 @@ pub async fn expired_leases_are_reaped_and_their_reports_refused(store: &impl St
     // With a max lost of 2, one loss puts a value on its last chance: it runs alone, so that
     // if it is what kills its worker it takes no other value down with it. A claim of two
     // takes one.
-    for value in [1, 2] {
-        let alone = claim(store, 2).await.unwrap().leases;
-        assert_eq!(alone.len(), 1, "{alone:?}");
-        // The lease says so, for the worker to run it with no other task beside it.
-        assert_eq!(
-            (alone[0].value, alone[0].attempt, alone[0].alone),
-            (value, 2, true)
-        );
-    }
+    claim_each_alone(store, &[1, 2], 2).await;
 
     // The second loss reaches the max lost: the values are quarantined, not retried.
     tokio::time::sleep(Duration::from_millis(400)).await;
