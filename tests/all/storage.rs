@@ -174,6 +174,31 @@ pub async fn files_are_stored_once_and_shared_between_jobs(store: &impl Store) {
     assert_eq!(store.status(second.id).await.unwrap().missing_files, 0);
 }
 
+pub async fn a_file_is_removed_with_the_last_job_that_uses_it(store: &impl Store) {
+    let module = b"module bytes";
+    let digest = Digest::of(module);
+    let first = runnable(store, "1").await;
+    let second = store.submit(&spec("1..=2")).await.unwrap();
+    assert!(second.missing.is_empty(), "{:?}", second.missing);
+
+    store.delete(first).await.unwrap();
+    assert_eq!(store.download(&digest).await.unwrap(), module, "still used");
+    store.delete(second.id).await.unwrap();
+    assert!(
+        matches!(store.download(&digest).await, Err(StorageError::UnknownBlob(d)) if d == digest),
+        "removed with its last user"
+    );
+
+    // A job that needs it again has it to upload, and runs once it has.
+    let third = store.submit(&spec("1")).await.unwrap();
+    assert_eq!(third.missing, [path("task.wasm")]);
+    store
+        .upload(third.id, &third.missing[0], module)
+        .await
+        .unwrap();
+    assert_eq!(claim_one(store).await.job, third.id);
+}
+
 pub async fn a_claim_takes_a_batch_of_the_lowest_pending_values(store: &impl Store) {
     let job = runnable(store, "1..=10").await;
     let claim = claim(store, 4).await.unwrap();
@@ -690,6 +715,7 @@ macro_rules! conformance {
                 a_job_runs_only_once_its_files_are_uploaded,
                 uploads_are_verified_against_the_manifest,
                 files_are_stored_once_and_shared_between_jobs,
+                a_file_is_removed_with_the_last_job_that_uses_it,
                 a_claim_takes_a_batch_of_the_lowest_pending_values,
                 higher_priority_runs_first_then_the_oldest_job,
                 max_concurrency_caps_a_job_and_lets_others_run,

@@ -385,6 +385,19 @@ impl SubmitterStore for MemoryStore {
         let mut state = self.lock();
         let record = state.jobs.remove(&job).ok_or_else(|| unknown(job))?;
         state.queue.remove(&(Reverse(record.spec.priority), job));
+        // A file goes with the last job that uses it.
+        for (_, entry) in record.spec.manifest.files() {
+            let used = state.jobs.values().any(|other| {
+                other
+                    .spec
+                    .manifest
+                    .files()
+                    .any(|(_, e)| e.sha256 == entry.sha256)
+            });
+            if !used {
+                state.blobs.remove(&entry.sha256);
+            }
+        }
         Ok(())
     }
 

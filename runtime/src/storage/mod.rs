@@ -521,8 +521,9 @@ pub trait SubmitterStore: Send + Sync {
     /// The job's spec as submitted.
     fn describe(&self, job: JobId) -> impl Future<Output = Result<JobSpec, StorageError>> + Send;
 
-    /// Removes the job and everything about its tasks. Workers running its tasks are told to
-    /// stop at their next heartbeat.
+    /// Removes the job and everything about its tasks, and the stored bytes of each of its
+    /// files that no other job uses. Workers running its tasks are told to stop at their next
+    /// heartbeat.
     fn delete(&self, job: JobId) -> impl Future<Output = Result<(), StorageError>> + Send;
 
     /// The workers that registered within [`WORKER_TTL`], oldest registration first.

@@ -53,6 +53,11 @@ impl Keys {
         format!("{}:blob:{{{digest}}}", self.prefix)
     }
 
+    /// SET of the jobs that use a blob: the bytes are removed with the last of them.
+    pub(super) fn blob_users(&self, digest: &Digest) -> String {
+        format!("{}:blob:{{{digest}}}:users", self.prefix)
+    }
+
     /// The keys of one job, in the order every per-job script expects (see `lua/prelude.lua`).
     pub(super) fn job(&self, job: JobId) -> Vec<String> {
         [

@@ -2,8 +2,8 @@
 //!
 //! Every state change is one Lua script (see `scripts`), atomic, judged on Redis's clock. A
 //! job's values are interval sets, so a job of 10,000,000 values costs one short string to
-//! submit. Manifest files are blobs keyed by sha256, stored once and shared between jobs;
-//! uploads are checked against the manifest before a byte is sent and downloads are checked by
+//! submit. Manifest files are blobs keyed by sha256, stored once and shared between jobs, and
+//! removed with the last job that uses them; uploads are checked against the manifest before a byte is sent and downloads are checked by
 //! the worker's cache. Idle workers wait on a pub/sub channel that scripts publish to when work
 //! appears, so a new job starts at once.
 //!
@@ -28,7 +28,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script};
 use scripts::SCRIPTS;
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OnceCell, watch};
@@ -378,6 +378,29 @@ impl RedisStore {
             .remove(&job);
     }
 
+    /// Runs a blob script (`BLOB_USE` or `BLOB_RELEASE`) on each of `digests` for `job`, in one
+    /// round trip; one answer per digest.
+    async fn on_blobs<T: redis::FromRedisValue>(
+        &self,
+        script: &str,
+        job: JobId,
+        digests: impl Iterator<Item = &Digest>,
+    ) -> Result<T, StorageError> {
+        let job = job.to_string();
+        let mut pipe = redis::pipe();
+        for digest in digests {
+            pipe.cmd("EVAL")
+                .arg(script)
+                .arg(2)
+                .arg(self.keys.blob(digest))
+                .arg(self.keys.blob_users(digest))
+                .arg(&job);
+        }
+        pipe.query_async(&mut self.con.clone())
+            .await
+            .map_err(|e| self.error(e))
+    }
+
     /// Stores a blob unless it is there already. The bytes go to a temporary key first and are
     /// renamed into place, so a blob key only ever holds a whole file.
     async fn store_blob(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StorageError> {
@@ -657,19 +680,15 @@ impl SubmitterStore for RedisStore {
         spec.validate()?;
         super::admit(spec, &self.live_workers().await?)?;
         let job = JobId::generate();
-        // Which contents the server lacks: only those need uploading.
+        // The job becomes a user of each of its contents first, so that none is removed under
+        // it from here on; the answers say which the server lacks: only those need uploading.
         let mut by_digest: BTreeMap<Digest, Vec<&ManifestPath>> = BTreeMap::new();
         for (path, entry) in spec.manifest.files() {
             by_digest.entry(entry.sha256).or_default().push(path);
         }
-        let mut pipe = redis::pipe();
-        for digest in by_digest.keys() {
-            pipe.cmd("EXISTS").arg(self.keys.blob(digest));
-        }
-        let present: Vec<bool> = pipe
-            .query_async(&mut self.con.clone())
-            .await
-            .map_err(|e| self.error(e))?;
+        let present: Vec<bool> = self
+            .on_blobs(scripts::BLOB_USE, job, by_digest.keys())
+            .await?;
         let missing: Vec<ManifestPath> = by_digest
             .values()
             .zip(present)
@@ -714,10 +733,15 @@ impl SubmitterStore for RedisStore {
         if missing.is_empty() {
             self.add_enqueue(&mut pipe, job, spec.priority);
         }
-        let (_submitted_at,): (Millis,) = pipe
-            .query_async(&mut self.con.clone())
-            .await
-            .map_err(|e| self.error(e))?;
+        let created: Result<(Millis,), _> = pipe.query_async(&mut self.con.clone()).await;
+        if let Err(e) = created {
+            // Best effort: a job that was not created uses nothing. Should this fail too, its
+            // files merely stay stored.
+            let _ = self
+                .on_blobs::<Vec<i64>>(scripts::BLOB_RELEASE, job, by_digest.keys())
+                .await;
+            return Err(self.error(e));
+        }
         Ok(Submitted { id: job, missing })
     }
 
@@ -898,7 +922,7 @@ impl SubmitterStore for RedisStore {
     }
 
     async fn delete(&self, job: JobId) -> Result<(), StorageError> {
-        let existed: i64 = self.run(&SCRIPTS.delete, job, &[]).await?;
+        let spec: Option<String> = self.run(&SCRIPTS.delete, job, &[]).await?;
         self.forget(job);
         self.dequeue(job).await?;
         self.query::<i64>(
@@ -907,9 +931,11 @@ impl SubmitterStore for RedisStore {
                 .arg(job.to_string()),
         )
         .await?;
-        if existed == 0 {
-            return Err(StorageError::UnknownJob(job));
-        }
+        let spec = spec.ok_or(StorageError::UnknownJob(job))?;
+        let spec: JobSpec = serde_json::from_str(&spec).map_err(|_| corrupt("a job spec"))?;
+        let digests: BTreeSet<Digest> = spec.manifest.files().map(|(_, e)| e.sha256).collect();
+        self.on_blobs::<Vec<i64>>(scripts::BLOB_RELEASE, job, digests.iter())
+            .await?;
         Ok(())
     }
 }

@@ -18,6 +18,13 @@ fn with_prelude(body: &str) -> Script {
 pub(super) static SUBMIT: LazyLock<String> =
     LazyLock::new(|| format!("{PRELUDE}\n{}", include_str!("lua/submit.lua")));
 
+/// Records a job as a user of a blob (see `lua/blob_use.lua`); sent whole and pipelined, one per
+/// file of a job being submitted.
+pub(super) const BLOB_USE: &str = include_str!("lua/blob_use.lua");
+
+/// Lets a deleted job's blob go (see `lua/blob_release.lua`); sent as [`BLOB_USE`] is.
+pub(super) const BLOB_RELEASE: &str = include_str!("lua/blob_release.lua");
+
 /// The loaded scripts.
 pub(super) struct Scripts {
     pub(super) uploaded: Script,
