@@ -213,6 +213,17 @@ pub async fn a_claim_takes_a_batch_of_the_lowest_pending_values(store: &impl Sto
     assert_eq!(status.active, set("1..=4"));
     assert_eq!(status.total(), 10);
     assert!(!status.is_done());
+
+    // Task ids stay distinct across claims and within big ones.
+    runnable(store, "1..=2000").await;
+    let mut ids = ids;
+    let mut leases = 4;
+    while let Some(next) = self::claim(store, 1100).await {
+        leases += next.leases.len();
+        ids.extend(next.leases.iter().map(|l| l.task));
+    }
+    assert_eq!(leases, 10 + 2000);
+    assert_eq!(ids.len(), leases, "each lease has its own task id");
 }
 
 pub async fn higher_priority_runs_first_then_the_oldest_job(store: &impl Store) {

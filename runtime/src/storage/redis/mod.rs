@@ -502,14 +502,16 @@ impl RedisStore {
         }
         let ttl = self.lease_ttl.as_millis().to_string();
         let want_spec = if cached.is_none() { "1" } else { "0" };
-        let task_ids: Vec<String> = (0..max).map(|_| TaskId::generate().to_string()).collect();
-        let mut args: Vec<&[u8]> = vec![
+        let wanted = max.min(MAX_CLAIM).to_string();
+        let task_ids = claim_task_ids().to_string();
+        let args: [&[u8]; 6] = [
             ttl.as_bytes(),
             worker.as_bytes(),
             ceiling_limits.as_bytes(),
             want_spec.as_bytes(),
+            task_ids.as_bytes(),
+            wanted.as_bytes(),
         ];
-        args.extend(task_ids.iter().map(|id| id.as_bytes()));
         let reply: Vec<String> = self.run(&SCRIPTS.claim, job, &args).await?;
         match reply.first().map(String::as_str) {
             Some("ok") => {
@@ -633,6 +635,20 @@ async fn listen_for_work(
 
 fn corrupt(what: &str) -> StorageError {
     StorageError::Backend(format!("unexpected reply from Redis: {what}"))
+}
+
+/// How many low bits of a claim's task-id base count its leases.
+const CLAIM_ID_BITS: u32 = 15;
+
+/// The most leases one claim gives: one per task id its base leaves room for.
+const MAX_CLAIM: usize = 1 << CLAIM_ID_BITS;
+
+/// The base of one claim's task ids: a fresh ULID whose low [`CLAIM_ID_BITS`] (its last three
+/// characters) are zero. The claim script numbers its leases in them, so that a claim of
+/// hundreds sends one id, not hundreds. The other 65 random bits keep bases apart, within a
+/// millisecond too.
+fn claim_task_ids() -> ulid::Ulid {
+    ulid::Ulid(ulid::Ulid::new().0 & !((1u128 << CLAIM_ID_BITS) - 1))
 }
 
 fn parse_lease(job: JobId, fields: &[String]) -> Result<Lease, StorageError> {

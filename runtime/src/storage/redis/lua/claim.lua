@@ -2,7 +2,9 @@
 -- KEYS: the job's keys
 -- ARGV[1] lease time (ms), ARGV[2] the worker (JSON), ARGV[3] the worker's ceilings on the
 -- capped limits ('' for none), ARGV[4] '1' when the worker wants the spec with the leases,
--- ARGV[5..] one fresh task id per value wanted (so N = #ARGV - 4)
+-- ARGV[5] the base of the task ids: a fresh ULID whose last three characters are zero, ARGV[6]
+-- N, how many values are wanted (at most 32768). The k-th lease (from 0) has the base's task id
+-- with k in those three characters, in the ULID's base32.
 -- Returns {'ok', spec or '', value, task id, attempt, alone ('1' or '0'), deadline, ...} or one word: 'gone' (no
 -- such job), 'above' (it asks more than the ceilings allow), 'waiting' (files missing), 'full'
 -- (at max concurrency), 'empty' (nothing pending, some active), 'done' (every value finished).
@@ -31,7 +33,7 @@ if #sets.pending == 0 then
   end
   return { 'empty' }
 end
-local wanted = #ARGV - 4
+local wanted = tonumber(ARGV[6])
 if sets.max_concurrency > 0 then
   local room = sets.max_concurrency - redis.call('HLEN', KEYS[K_ACTIVE])
   if room <= 0 then
@@ -91,8 +93,17 @@ if ARGV[4] == '1' then
   out[2] = redis.call('GET', KEYS[K_SPEC])
 end
 local since = ' ' .. deadline .. ' ' .. now .. ' ' .. worker
+local BASE32 = { '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'A', 'B', 'C', 'D', 'E', 'F',
+  'G', 'H', 'J', 'K', 'M', 'N', 'P', 'Q', 'R', 'S', 'T', 'V', 'W', 'X', 'Y', 'Z' }
+local base = string.sub(ARGV[5], 1, 23)
+-- The base with the first two of the three characters set, renewed every 32 leases.
+local prefix
 for i = 1, #claimed do
-  local field, task, attempt = claimed[i], ARGV[4 + i], attempts[i]
+  local k = i - 1
+  if k % 32 == 0 then
+    prefix = base .. BASE32[math.floor(k / 1024) + 1] .. BASE32[math.floor(k / 32) % 32 + 1]
+  end
+  local field, task, attempt = claimed[i], prefix .. BASE32[k % 32 + 1], attempts[i]
   -- The lease, as encode_lease writes it.
   active_args[2 * i - 1] = field
   active_args[2 * i] = task .. ' ' .. attempt .. since
