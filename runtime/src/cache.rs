@@ -9,7 +9,7 @@
 //! Several worker processes on one host may share a cache directory (the default one is per
 //! user). Blobs are safe to share: they are written atomically and never change. Job trees are
 //! not: one process must not rebuild or remove a tree another one's guests are reading. So each
-//! open cache builds its trees under a directory of its own, `jobs/<instance>/<job id>/`, and
+//! open cache builds its trees under a directory of its own, `jobs/<instance>/<tree>/`, and
 //! holds an exclusive lock on `jobs/<instance>.lock` while it is open; it removes that
 //! directory when it is dropped, and removes on open any other whose lock nobody holds (left by
 //! a process that died).
@@ -176,27 +176,24 @@ impl BlobCache {
         Ok(())
     }
 
-    /// Builds the job's tree in this cache's tree directory, fetching each missing blob with
-    /// `fetch`, and returns its directory. An existing tree of the same job is rebuilt from
-    /// scratch.
+    /// Builds a tree of the manifest in this cache's tree directory, fetching each missing blob
+    /// with `fetch`. Each tree has a directory of its own, removed when the tree is dropped.
     pub async fn job_tree<F, Fut, E>(
         &self,
-        job: &str,
         manifest: &Manifest,
         fetch: F,
-    ) -> Result<PathBuf, CacheError>
+    ) -> Result<JobTree, CacheError>
     where
         F: Fn(Digest) -> Fut,
         Fut: Future<Output = Result<Vec<u8>, E>>,
         E: std::fmt::Display,
     {
-        let tree = self.trees.dir.join(job);
-        if tree.exists() {
-            std::fs::remove_dir_all(&tree).map_err(io_error(&tree))?;
-        }
-        std::fs::create_dir_all(&tree).map_err(io_error(&tree))?;
+        let tree = JobTree {
+            path: self.trees.dir.join(ulid::Ulid::new().to_string()),
+        };
+        std::fs::create_dir_all(&tree.path).map_err(io_error(&tree.path))?;
         for dir in manifest.dirs() {
-            let dir = tree.join(dir.as_str());
+            let dir = tree.path.join(dir.as_str());
             std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
         }
         for (path, entry) in manifest.files() {
@@ -206,7 +203,7 @@ impl BlobCache {
                 self.blob(path.as_str(), entry, || fetch(entry.sha256))
                     .await?;
             }
-            let target = tree.join(path.as_str());
+            let target = tree.path.join(path.as_str());
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent).map_err(io_error(parent))?;
             }
@@ -216,11 +213,26 @@ impl BlobCache {
         }
         Ok(tree)
     }
+}
 
-    /// Removes a job's tree (its blobs stay cached).
-    pub fn remove_job_tree(&self, job: &str) {
-        // Best effort: a leftover tree is rebuilt before its next use anyway.
-        let _ = std::fs::remove_dir_all(self.trees.dir.join(job));
+/// A manifest's files at their paths, hard links to the cache's blobs: what a job's guests see
+/// through their read-only preopen. Removed (its blobs stay cached) when dropped.
+#[derive(Debug)]
+pub struct JobTree {
+    path: PathBuf,
+}
+
+impl JobTree {
+    /// The tree's root directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for JobTree {
+    fn drop(&mut self) {
+        // Best effort: what is left is swept with this cache's directory.
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 

@@ -18,12 +18,13 @@
 //! It works with any [`WorkerStore`]; it never touches a wasmtime `Store` (that is the
 //! executor's).
 
-use crate::cache::{BlobCache, CacheError};
+use crate::cache::{BlobCache, CacheError, JobTree};
 use crate::executor::{
     Attempt, AttemptControl, AttemptReport, Executor, ExecutorError, InvalidModule, TaskLimits,
     TaskModule,
 };
 use crate::limits::Ceilings;
+use crate::manifest::Digest;
 use crate::spec::JobSpec;
 use crate::storage::{
     Ack, Claim, Heartbeat, JobId, Lease, Report, StorageError, TaskId, Verdict, WorkerId,
@@ -33,7 +34,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{OnceCell, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -204,10 +205,19 @@ impl Drop for Alone {
     }
 }
 
-/// A job made ready to run on this host: its tree on disk and its compiled module.
+/// A job made ready to run on this host: its tree on disk and its compiled module. Jobs with
+/// the same manifest and script share one, and the tree goes with the last of them.
 struct PreparedJob {
-    dir: PathBuf,
+    tree: JobTree,
     module: Result<TaskModule, InvalidModule>,
+}
+
+/// What a preparation depends on: a job's manifest and script. Jobs that agree on both share
+/// their preparation.
+fn preparation_key(spec: &JobSpec) -> Digest {
+    let what = serde_json::to_vec(&(&spec.manifest, &spec.script))
+        .expect("a manifest and a path always serialize");
+    Digest::of(&what)
 }
 
 /// A job's preparation, done by the first of its tasks; the error is the reason its tasks fail.
@@ -235,6 +245,9 @@ pub struct Worker<S> {
     /// cell, and forgotten (its tree removed) once it has had no lease in hand for a reap
     /// interval: a job's leases run out between claims all the time.
     known_jobs: Mutex<HashMap<JobId, KnownJob>>,
+    /// The preparations of the known jobs, by [`preparation_key`], for a job to take up the
+    /// one another job with the same manifest and script made: its tree is not built again.
+    preparations: Mutex<HashMap<Digest, Weak<PreparedJob>>>,
     /// The controls of running attempts, to stop them at shutdown.
     running: Mutex<HashMap<TaskId, Arc<AttemptControl>>>,
     /// Set once shutdown has passed its grace period: stopped attempts are requeued.
@@ -276,6 +289,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
             config,
             id,
             known_jobs: Mutex::default(),
+            preparations: Mutex::default(),
             running: Mutex::default(),
             stopping: AtomicBool::new(false),
             admission: Arc::default(),
@@ -673,7 +687,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
             attempt: lease.attempt,
             script: spec.script.as_str(),
             metadata: &spec.metadata,
-            job_dir: &prepared.dir,
+            job_dir: prepared.tree.path(),
             workdir: spec.workdir.as_str(),
             limits: TaskLimits::of(spec),
         };
@@ -794,18 +808,19 @@ impl<S: WorkerStore + 'static> Worker<S> {
     /// Forgets the jobs that have had no lease in hand for a reap interval, and removes their
     /// trees: a long-lived worker keeps only the jobs it is working on.
     fn forget_idle_jobs(&self) {
-        let mut jobs = self.known_jobs.lock().unwrap_or_else(|e| e.into_inner());
-        jobs.retain(|job, held| {
-            let idle = held
-                .idle_since
-                .is_some_and(|since| since.elapsed() >= self.config.reap_interval);
-            if idle {
-                // Under the lock, so that a new lease of the job waits for the old tree to go
-                // before it builds a fresh one.
-                self.cache.remove_job_tree(&job.to_string());
-            }
-            !idle
-        });
+        // A forgotten job lets go of its preparation; the last job to let go of one removes
+        // its tree.
+        self.known_jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, held| {
+                held.idle_since
+                    .is_none_or(|since| since.elapsed() < self.config.reap_interval)
+            });
+        self.preparations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, prepared| prepared.strong_count() > 0);
     }
 
     /// Downloads the job's manifest into the cache and compiles its module, once per job held
@@ -822,10 +837,20 @@ impl<S: WorkerStore + 'static> Worker<S> {
         );
         let prepared = cell
             .get_or_init(|| async {
+                let key = preparation_key(spec);
+                let shared = self
+                    .preparations
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&key)
+                    .and_then(Weak::upgrade);
+                if let Some(prepared) = shared {
+                    return Ok(prepared);
+                }
                 let store = &self.store;
-                let dir = self
+                let tree = self
                     .cache
-                    .job_tree(&job.to_string(), &spec.manifest, |digest| async move {
+                    .job_tree(&spec.manifest, |digest| async move {
                         store.download(&digest).await
                     })
                     .await
@@ -835,18 +860,25 @@ impl<S: WorkerStore + 'static> Worker<S> {
                     .file(&spec.script)
                     .ok_or_else(|| format!("the script {} is not in the manifest", spec.script))?;
                 // A module this worker compiled for another job is not read again.
-                if let Some(module) = self.executor.module_of(&script.sha256) {
-                    return Ok(Arc::new(PreparedJob { dir, module }));
-                }
-                let wasm = self
-                    .cache
-                    .blob(spec.script.as_str(), script, || async {
-                        Err::<Vec<u8>, _>("the module is not in the cache")
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let module = self.executor.compile_within_budget(wasm).await;
-                Ok(Arc::new(PreparedJob { dir, module }))
+                let module = match self.executor.module_of(&script.sha256) {
+                    Some(module) => module,
+                    None => {
+                        let wasm = self
+                            .cache
+                            .blob(spec.script.as_str(), script, || async {
+                                Err::<Vec<u8>, _>("the module is not in the cache")
+                            })
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        self.executor.compile_within_budget(wasm).await
+                    }
+                };
+                let prepared = Arc::new(PreparedJob { tree, module });
+                self.preparations
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, Arc::downgrade(&prepared));
+                Ok(prepared)
             })
             .await
             .clone();

@@ -7,6 +7,7 @@ use crate::common::{
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::Duration;
 use wasmjob::manifest::{ManifestBuilder, ManifestPath};
 use wasmjob::range::RangeSet;
@@ -522,12 +523,49 @@ async fn workers_sharing_a_cache_directory_keep_their_job_trees_apart() {
     eventually(
         "the finished job's tree to be removed",
         PATIENCE,
-        || async {
-            let trees = std::fs::read_dir(cache.path().join("jobs")).unwrap();
-            trees
-                .flatten()
-                .all(|tree| !tree.path().join(job.to_string()).exists())
-        },
+        || async { job_trees(cache.path()) == 0 },
     )
     .await;
+}
+
+/// How many job trees the workers using the cache directory `cache` have built and not removed.
+fn job_trees(cache: &Path) -> usize {
+    let instances = std::fs::read_dir(cache.join("jobs")).unwrap().flatten();
+    instances
+        .filter(|instance| instance.path().is_dir())
+        .map(|instance| std::fs::read_dir(instance.path()).unwrap().count())
+        .sum()
+}
+
+#[tokio::test]
+async fn jobs_with_the_same_files_share_one_tree() {
+    let server = RedisServer::start();
+    let store = connect(&server).await;
+    let cache = tempfile::tempdir().unwrap();
+    // Jobs are forgotten (and their trees removed) only after a reap interval idle.
+    let slots = ["--slots", "2", "--reap-interval", "60s"];
+    let _worker = WorkerProcess::start_in_cache(&server.url(), "host", cache.path(), &slots);
+    let files = tempfile::tempdir().unwrap();
+    let data = files.path().join("data.txt");
+    std::fs::write(&data, "one tree\n").unwrap();
+    let file = data.to_str().unwrap();
+    let args = [
+        "--range",
+        "1..=2",
+        "--file",
+        file,
+        "--meta",
+        "do=read:data.txt;sleep:200",
+    ];
+    let jobs = [
+        submit(&server, "behave", &args),
+        submit(&server, "behave", &args),
+    ];
+    for job in jobs {
+        wait_done(&store, job).await;
+        let info = store.info(job, 2).await.unwrap();
+        assert_eq!(info.result.as_deref(), Some(&b"one tree\n"[..]));
+    }
+    // The first job built the tree; the second, with the same files, ran in it.
+    assert_eq!(job_trees(cache.path()), 1);
 }
