@@ -3,8 +3,8 @@
 //! Every state change is one Lua script (see `scripts`), atomic, judged on Redis's clock. A
 //! job's values are interval sets, so a job of 10,000,000 values costs one short string to
 //! submit. Manifest files are blobs keyed by sha256, stored once and shared between jobs, and
-//! removed with the last job that uses them; uploads are checked against the manifest before a byte is sent and downloads are checked by
-//! the worker's cache. Idle workers wait on a pub/sub channel that scripts publish to when work
+//! removed with the last job that uses them; uploads are checked against the manifest before a
+//! byte is sent and downloads are checked by the worker's cache. Idle workers wait on a pub/sub channel that scripts publish to when work
 //! appears, so a new job starts at once.
 //!
 //! Key layout: see `keys`. The layout keeps every per-job script within one cluster slot; this
@@ -749,15 +749,13 @@ impl SubmitterStore for RedisStore {
         if missing.is_empty() {
             self.add_enqueue(&mut pipe, job, spec.priority);
         }
-        let created: Result<(Millis,), _> = pipe.query_async(&mut self.con.clone()).await;
-        if let Err(e) = created {
-            // Best effort: a job that was not created uses nothing. Should this fail too, its
-            // files merely stay stored.
-            let _ = self
-                .on_blobs::<Vec<i64>>(scripts::BLOB_RELEASE, job, by_digest.keys())
-                .await;
-            return Err(self.error(e));
-        }
+        // Should this fail, the job stays among its files' users: its answer may have been
+        // lost with the connection after the job was created, and a file is never to be
+        // removed from under a job. The files are merely kept.
+        let (_submitted_at,): (Millis,) = pipe
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(|e| self.error(e))?;
         Ok(Submitted { id: job, missing })
     }
 
@@ -948,10 +946,14 @@ impl SubmitterStore for RedisStore {
         )
         .await?;
         let spec = spec.ok_or(StorageError::UnknownJob(job))?;
-        let spec: JobSpec = serde_json::from_str(&spec).map_err(|_| corrupt("a job spec"))?;
-        let digests: BTreeSet<Digest> = spec.manifest.files().map(|(_, e)| e.sha256).collect();
-        self.on_blobs::<Vec<i64>>(scripts::BLOB_RELEASE, job, digests.iter())
-            .await?;
+        // The job is gone; letting go of its files is best effort: should it fail, they are
+        // merely kept.
+        if let Ok(spec) = serde_json::from_str::<JobSpec>(&spec) {
+            let digests: BTreeSet<Digest> = spec.manifest.files().map(|(_, e)| e.sha256).collect();
+            let _ = self
+                .on_blobs::<Vec<i64>>(scripts::BLOB_RELEASE, job, digests.iter())
+                .await;
+        }
         Ok(())
     }
 }

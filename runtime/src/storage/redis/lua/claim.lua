@@ -5,9 +5,10 @@
 -- ARGV[5] the base of the task ids: a fresh ULID whose last three characters are zero, ARGV[6]
 -- N, how many values are wanted (at most 32768). The k-th lease (from 0) has the base's task id
 -- with k in those three characters, in the ULID's base32.
--- Returns {'ok', spec or '', value, task id, attempt, alone ('1' or '0'), deadline, ...} or one word: 'gone' (no
--- such job), 'above' (it asks more than the ceilings allow), 'waiting' (files missing), 'full'
--- (at max concurrency), 'empty' (nothing pending, some active), 'done' (every value finished).
+-- Returns {'ok', spec or '', value, task id, attempt, alone ('1' or '0'), deadline, ...} or
+-- one word: 'gone' (no such job), 'above' (it asks more than the ceilings allow), 'waiting'
+-- (files missing), 'full' (at max concurrency), 'empty' (nothing pending, some active), 'done'
+-- (every value finished).
 -- A batch costs the same few Redis calls whatever its size: every per-value write is one
 -- multi-field call.
 local sets = load_sets()
