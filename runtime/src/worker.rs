@@ -507,11 +507,11 @@ impl<S: WorkerStore + 'static> Worker<S> {
                     slots.expect("the semaphore is never closed")
                 }
                 _ = admission.wait_for(turned_away) => {
-                    return Some((Verdict::Requeue, Vec::new()));
+                    return Some((Verdict::Untried, Vec::new()));
                 }
             };
             if turned_away(&admission.borrow()) {
-                return Some((Verdict::Requeue, Vec::new()));
+                return Some((Verdict::Untried, Vec::new()));
             }
             match self.prepare(job, spec).await {
                 Err(reason) => Some((Verdict::Error { reason }, Vec::new())),
@@ -544,7 +544,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
         let Some((verdict, log)) = verdict_and_log else {
             return;
         };
-        if verdict == Verdict::Requeue {
+        if matches!(verdict, Verdict::Requeue | Verdict::Untried) {
             self.requeued.fetch_add(1, Ordering::Relaxed);
         } else {
             self.attempts.fetch_add(1, Ordering::Relaxed);

@@ -372,6 +372,28 @@ pub async fn requeue_returns_a_task_without_counting_a_failure(store: &impl Stor
     assert_ne!(again.task, lease.task);
 }
 
+pub async fn an_untried_task_goes_back_as_if_never_claimed(store: &impl Store) {
+    let job = runnable(store, "1").await;
+    let lease = claim_one(store).await;
+    assert_eq!(report(store, &lease, Verdict::Untried).await, Ack::Applied);
+    let info = store.info(job, 1).await.unwrap();
+    assert_eq!(info.state, Some(TaskState::Pending));
+    assert_eq!((info.attempts, info.failures), (0, 0));
+
+    // Its next claim is its first attempt again; after a failure, the second, again.
+    let first = claim_one(store).await;
+    assert_eq!((first.attempt, first.value), (1, 1));
+    assert_ne!(first.task, lease.task);
+    assert_eq!(report(store, &first, error("flaky")).await, Ack::Applied);
+    let second = claim_one(store).await;
+    assert_eq!(second.attempt, 2);
+    assert_eq!(report(store, &second, Verdict::Untried).await, Ack::Applied);
+    let info = store.info(job, 1).await.unwrap();
+    assert_eq!((info.attempts, info.failures), (1, 1));
+    assert_eq!(info.last_error.as_deref(), Some("flaky"));
+    assert_eq!(claim_one(store).await.attempt, 2);
+}
+
 pub async fn only_a_value_on_its_last_chance_runs_alone(store: &impl Store) {
     let mut spec = spec("1..=2");
     spec.max_lost = 3;
@@ -734,6 +756,7 @@ macro_rules! conformance {
                 errors_are_retried_until_retries_run_out,
                 fatal_is_never_retried,
                 requeue_returns_a_task_without_counting_a_failure,
+                an_untried_task_goes_back_as_if_never_claimed,
                 reports_with_a_stale_task_id_are_refused,
                 heartbeats_renew_the_lease_and_carry_progress,
                 a_deleted_job_is_gone_and_its_workers_are_told_to_stop,

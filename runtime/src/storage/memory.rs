@@ -483,7 +483,7 @@ impl WorkerStore for MemoryStore {
                 }
                 job.active.remove(&lease.value);
                 let task = job.tasks.entry(lease.value).or_default();
-                if report.verdict != Verdict::Requeue {
+                if !matches!(report.verdict, Verdict::Requeue | Verdict::Untried) {
                     task.log = Some(report.log.clone());
                 }
                 match &report.verdict {
@@ -499,6 +499,11 @@ impl WorkerStore for MemoryStore {
                         job.fail_attempt(lease.value, reason.clone(), true, now);
                     }
                     Verdict::Requeue => {
+                        job.pending.insert(lease.value);
+                    }
+                    Verdict::Untried => {
+                        // As if it had not been claimed: the next claim has its number again.
+                        task.attempts = task.attempts.saturating_sub(1);
                         job.pending.insert(lease.value);
                     }
                 }

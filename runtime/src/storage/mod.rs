@@ -12,7 +12,8 @@
 //!   worker that wakes late cannot overwrite a newer attempt;
 //! - value ranges are interval sets: submitting a job costs the same whatever its size;
 //! - an error is retried while the task has retries left; a fatal outcome never is; a requeue
-//!   puts the task back without counting a failure;
+//!   puts the task back without counting a failure, and an untried task without counting an
+//!   attempt either;
 //! - workers register the [`Ceilings`] they accept: a worker claims only jobs within its own,
 //!   and a submit that no live worker would accept is refused ([`StorageError::OverCeilings`]).
 //!
@@ -319,9 +320,14 @@ pub enum Verdict {
         /// Why.
         reason: String,
     },
-    /// The attempt did not happen (the worker is stopping, say): back to pending, no failure
-    /// counted.
+    /// The attempt was stopped or could not run (the worker is stopping, say): back to pending,
+    /// no failure counted. It counts as an attempt: it may have run for a while.
     Requeue,
+    /// The attempt never started: the lease waited for a slot while the worker began to stop,
+    /// or gave way to a task that runs alone. Back to pending as if it had not been claimed:
+    /// neither a failure nor an attempt is counted, so the attempts of a value are the times it
+    /// ran.
+    Untried,
 }
 
 /// One report: the lease it is about, the verdict and the attempt's log.
@@ -331,7 +337,7 @@ pub struct Report {
     pub lease: Lease,
     /// What became of it.
     pub verdict: Verdict,
-    /// The tail of its stderr (empty for a requeue).
+    /// The tail of its stderr (empty for a requeue or an untried task).
     pub log: Vec<u8>,
 }
 

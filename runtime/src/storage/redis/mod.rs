@@ -533,7 +533,7 @@ impl RedisStore {
                         .into_iter()
                         .map(|lease| Report {
                             lease,
-                            verdict: Verdict::Requeue,
+                            verdict: Verdict::Untried,
                             log: Vec::new(),
                         })
                         .collect();
@@ -1064,6 +1064,7 @@ impl WorkerStore for RedisStore {
                     Verdict::Error { reason } => ("error", reason.as_bytes()),
                     Verdict::Fatal { reason } => ("fatal", reason.as_bytes()),
                     Verdict::Requeue => ("requeue", b""),
+                    Verdict::Untried => ("untried", b""),
                 };
                 args.extend([
                     value.as_bytes(),

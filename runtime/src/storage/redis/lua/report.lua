@@ -1,7 +1,7 @@
 -- report: applies the outcomes of finished attempts of one job.
 -- KEYS: the job's keys
 -- ARGV[1] the wake-up channel, then five per report: value, task id, verdict
--- ('success' | 'error' | 'fatal' | 'requeue'), result or reason, log
+-- ('success' | 'error' | 'fatal' | 'requeue' | 'untried'), result or reason, log
 -- Returns {done, ack, ack, ...}: done is '1' when every value of the job is finished; each ack is
 -- 'applied', 'stale' (that attempt is no longer the current one) or 'gone' (no such job).
 -- Successes and requeues, the bulk of any job, cost a few multi-field calls per report, whatever
@@ -44,7 +44,7 @@ for i = 1, count do
     ended_here[field] = true
     ended[#ended + 1] = field
     local value = tonumber(field)
-    if verdict ~= 'requeue' then
+    if verdict ~= 'requeue' and verdict ~= 'untried' then
       logs[#logs + 1] = field
       logs[#logs + 1] = log
     end
@@ -62,6 +62,11 @@ for i = 1, count do
         records[#records + 1] = encode_record(record)
       end
       set_insert(sets.succeeded, value)
+    elseif verdict == 'untried' then
+      -- As if it had not been claimed: the record stays as the attempt before left it, and the
+      -- next claim has this attempt's number again.
+      set_insert(sets.pending, value)
+      wake = true
     elseif verdict == 'requeue' then
       -- Not a failure, but an attempt all the same: the next one has the next number.
       push(records, field, encode_record(record_of_attempt(field, lease)))
