@@ -242,8 +242,8 @@ pub struct Worker<S> {
     config: WorkerConfig,
     id: WorkerId,
     /// The jobs this worker prepared. Each is prepared once, its tasks waiting on the same
-    /// cell, and forgotten (its tree removed) once it has had no lease in hand for a reap
-    /// interval: a job's leases run out between claims all the time.
+    /// cell, and forgotten (letting go of its preparation) once it has had no lease in hand for
+    /// a reap interval: a job's leases run out between claims all the time.
     known_jobs: Mutex<HashMap<JobId, KnownJob>>,
     /// The preparations of the known jobs, by [`preparation_key`], for a job to take up the
     /// one another job with the same manifest and script made: its tree is not built again.

@@ -481,9 +481,7 @@ async fn workers_sharing_a_cache_directory_keep_their_job_trees_apart() {
     let slots = ["--slots", "2", "--reap-interval", "500ms"];
     let first = WorkerProcess::start_in_cache(&server.url(), "first", cache.path(), &slots);
     let _second = WorkerProcess::start_in_cache(&server.url(), "second", cache.path(), &slots);
-    let files = tempfile::tempdir().unwrap();
-    let data = files.path().join("data.txt");
-    std::fs::write(&data, "shared tree\n").unwrap();
+    let (_files, data) = data_file("shared tree\n");
     let job = submit(
         &server,
         "behave",
@@ -491,7 +489,7 @@ async fn workers_sharing_a_cache_directory_keep_their_job_trees_apart() {
             "--range",
             "1..=200",
             "--file",
-            data.to_str().unwrap(),
+            &data,
             "--meta",
             "do=sleep:20;read:data.txt",
         ],
@@ -528,6 +526,16 @@ async fn workers_sharing_a_cache_directory_keep_their_job_trees_apart() {
     .await;
 }
 
+/// A `data.txt` holding `text`, in a directory removed when the returned guard drops, and its
+/// path for `--file`.
+fn data_file(text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.txt");
+    std::fs::write(&path, text).unwrap();
+    let path = path.to_str().unwrap().to_owned();
+    (dir, path)
+}
+
 /// How many job trees the workers using the cache directory `cache` have built and not removed.
 fn job_trees(cache: &Path) -> usize {
     let instances = std::fs::read_dir(cache.join("jobs")).unwrap().flatten();
@@ -545,15 +553,12 @@ async fn jobs_with_the_same_files_share_one_tree() {
     // Jobs are forgotten (and their trees removed) only after a reap interval idle.
     let slots = ["--slots", "2", "--reap-interval", "60s"];
     let _worker = WorkerProcess::start_in_cache(&server.url(), "host", cache.path(), &slots);
-    let files = tempfile::tempdir().unwrap();
-    let data = files.path().join("data.txt");
-    std::fs::write(&data, "one tree\n").unwrap();
-    let file = data.to_str().unwrap();
+    let (_files, file) = data_file("one tree\n");
     let args = [
         "--range",
         "1..=2",
         "--file",
-        file,
+        &file,
         "--meta",
         "do=read:data.txt;sleep:200",
     ];

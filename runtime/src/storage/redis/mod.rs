@@ -4,8 +4,8 @@
 //! job's values are interval sets, so a job of 10,000,000 values costs one short string to
 //! submit. Manifest files are blobs keyed by sha256, stored once and shared between jobs, and
 //! removed with the last job that uses them; uploads are checked against the manifest before a
-//! byte is sent and downloads are checked by the worker's cache. Idle workers wait on a pub/sub channel that scripts publish to when work
-//! appears, so a new job starts at once.
+//! byte is sent and downloads are checked by the worker's cache. Idle workers wait on a pub/sub
+//! channel that scripts publish to when work appears, so a new job starts at once.
 //!
 //! Key layout: see `keys`. The layout keeps every per-job script within one cluster slot; this
 //! client speaks to a single Redis server.
@@ -378,23 +378,25 @@ impl RedisStore {
             .remove(&job);
     }
 
-    /// Runs a blob script (`BLOB_USE` or `BLOB_RELEASE`) on each of `digests` for `job`, in one
-    /// round trip; one answer per digest.
+    /// Runs a blob script (`blob_use` or `blob_release`) on each of `digests` for `job`, in one
+    /// round trip; one answer per digest. The script is loaded at the head of the pipeline, so
+    /// its body is sent once, not once per file.
     async fn on_blobs<T: redis::FromRedisValue>(
         &self,
-        script: &str,
+        script: &Script,
         job: JobId,
         digests: impl Iterator<Item = &Digest>,
     ) -> Result<T, StorageError> {
         let job = job.to_string();
         let mut pipe = redis::pipe();
+        pipe.load_script(script).ignore();
         for digest in digests {
-            pipe.cmd("EVAL")
-                .arg(script)
-                .arg(2)
-                .arg(self.keys.blob(digest))
-                .arg(self.keys.blob_users(digest))
-                .arg(&job);
+            pipe.invoke_script(
+                script
+                    .key(self.keys.blob(digest))
+                    .key(self.keys.blob_users(digest))
+                    .arg(&job),
+            );
         }
         pipe.query_async(&mut self.con.clone())
             .await
@@ -703,7 +705,7 @@ impl SubmitterStore for RedisStore {
             by_digest.entry(entry.sha256).or_default().push(path);
         }
         let present: Vec<bool> = self
-            .on_blobs(scripts::BLOB_USE, job, by_digest.keys())
+            .on_blobs(&SCRIPTS.blob_use, job, by_digest.keys())
             .await?;
         let missing: Vec<ManifestPath> = by_digest
             .values()
@@ -951,7 +953,7 @@ impl SubmitterStore for RedisStore {
         if let Ok(spec) = serde_json::from_str::<JobSpec>(&spec) {
             let digests: BTreeSet<Digest> = spec.manifest.files().map(|(_, e)| e.sha256).collect();
             let _ = self
-                .on_blobs::<Vec<i64>>(scripts::BLOB_RELEASE, job, digests.iter())
+                .on_blobs::<Vec<i64>>(&SCRIPTS.blob_release, job, digests.iter())
                 .await;
         }
         Ok(())

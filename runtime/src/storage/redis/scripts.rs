@@ -18,13 +18,6 @@ fn with_prelude(body: &str) -> Script {
 pub(super) static SUBMIT: LazyLock<String> =
     LazyLock::new(|| format!("{PRELUDE}\n{}", include_str!("lua/submit.lua")));
 
-/// Records a job as a user of a blob (see `lua/blob_use.lua`); sent whole and pipelined, one per
-/// file of a job being submitted.
-pub(super) const BLOB_USE: &str = include_str!("lua/blob_use.lua");
-
-/// Lets a deleted job's blob go (see `lua/blob_release.lua`); sent as [`BLOB_USE`] is.
-pub(super) const BLOB_RELEASE: &str = include_str!("lua/blob_release.lua");
-
 /// The loaded scripts.
 pub(super) struct Scripts {
     pub(super) uploaded: Script,
@@ -37,6 +30,8 @@ pub(super) struct Scripts {
     pub(super) delete: Script,
     pub(super) register: Script,
     pub(super) workers: Script,
+    pub(super) blob_use: Script,
+    pub(super) blob_release: Script,
 }
 
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -51,4 +46,7 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     // The worker registry is not a job's: these two take their own key.
     register: Script::new(include_str!("lua/register.lua")),
     workers: Script::new(include_str!("lua/workers.lua")),
+    // A blob's scripts take the blob's keys; they run pipelined, once per file of a job.
+    blob_use: Script::new(include_str!("lua/blob_use.lua")),
+    blob_release: Script::new(include_str!("lua/blob_release.lua")),
 });
