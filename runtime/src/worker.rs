@@ -384,16 +384,23 @@ impl<S: WorkerStore + 'static> Worker<S> {
             }
             let wanted = capacity - tasks.len();
 
-            let claimed = tokio::select! {
-                claimed = self.store.next(&self.id, wanted, self.config.idle_wait) => claimed,
-                () = &mut shutdown => break Ok(()),
+            // A claim is never dropped half-way: its script may already have run in Redis, and
+            // the leases it took would be lost. One under way when shutdown comes is let finish
+            // (within `idle_wait`), and its leases go back untried in `drain`.
+            let claim = self.store.next(&self.id, wanted, self.config.idle_wait);
+            tokio::pin!(claim);
+            let (claimed, stopping) = tokio::select! {
+                claimed = &mut claim => (claimed, false),
+                () = &mut shutdown => (claim.await, true),
             };
             if claimed.is_ok() {
                 backoff.reset();
             }
             let claim = match claimed {
                 Ok(Some(claim)) => claim,
+                Ok(None) if stopping => break Ok(()),
                 Ok(None) => continue,
+                Err(e) if stopping && e.is_retryable() => break Ok(()),
                 Err(e) if e.is_retryable() => {
                     tracing::warn!("claiming failed, retrying: {e}");
                     backoff.wait().await;
@@ -416,6 +423,9 @@ impl<S: WorkerStore + 'static> Worker<S> {
                     worker.run_task(job, &spec, lease, claimed_at, &slots).await;
                     drop((held, alone));
                 });
+            }
+            if stopping {
+                break Ok(());
             }
         };
 

@@ -158,6 +158,55 @@ async fn sigterm_lets_a_running_task_finish_within_the_grace_period() {
 }
 
 #[tokio::test]
+async fn a_busy_worker_stopped_by_sigterm_leaves_no_lease_behind() {
+    let server = RedisServer::start();
+    let store = connect(&server).await;
+    // Short tasks keep the worker claiming all the time, so SIGTERM often lands on a claim in
+    // flight.
+    let job = submit(
+        &server,
+        "behave",
+        &["--range", "1..=3000", "--meta", "do=echo"],
+    );
+    for restart in 0..12u64 {
+        let mut worker = WorkerProcess::start(&server.url(), "host", &["--slots", "2"]);
+        let ran_before = store.status(job).await.unwrap().succeeded.len();
+        eventually("the worker to get going", PATIENCE, || async {
+            store.status(job).await.unwrap().succeeded.len() > ran_before
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(50 + 37 * restart)).await;
+        worker.terminate();
+        let exit = worker
+            .wait(Duration::from_secs(20))
+            .expect("the worker stops");
+        assert!(exit.success(), "{}", worker.log());
+        let status = store.status(job).await.unwrap();
+        assert!(
+            status.active.is_empty(),
+            "restart {restart}: leases left active after a clean stop: {}\n{}",
+            status.active,
+            worker.log()
+        );
+        if status.is_done() {
+            break;
+        }
+    }
+    let _worker = WorkerProcess::start(&server.url(), "finisher", &["--slots", "2"]);
+    wait_done(&store, job).await;
+    let status = store.status(job).await.unwrap();
+    assert_eq!(status.succeeded.len(), 3000, "{status:?}");
+    for value in [1, 1500, 3000] {
+        assert_eq!(
+            store.info(job, value).await.unwrap().lost,
+            0,
+            "value {value}"
+        );
+    }
+    check_invariants(&store, job).await;
+}
+
+#[tokio::test]
 async fn every_lease_of_killed_workers_is_recovered_by_one_new_worker() {
     let server = RedisServer::start();
     let store = connect(&server).await;
@@ -541,17 +590,31 @@ async fn chaos_soak() {
         })
     };
 
-    let (mut worker_kills, mut worker_pauses, mut redis_kills, mut redis_pauses) = (0, 0, 0, 0);
+    let (mut worker_kills, mut worker_stops, mut worker_pauses) = (0, 0, 0);
+    let (mut redis_kills, mut redis_pauses) = (0, 0);
     let started = std::time::Instant::now();
     while started.elapsed() < Duration::from_secs(seconds) {
         tokio::time::sleep(Duration::from_millis(1000 + next(2000))).await;
         match next(10) {
-            0..=4 => {
+            0..=2 => {
                 let i = next(3) as usize;
                 signal(workers[i].pid(), "KILL");
                 logs.push_str(&workers[i].log());
-                workers[i] = WorkerProcess::start(&url, &format!("w{i}-{worker_kills}"), &args);
+                workers[i] = WorkerProcess::start(&url, &format!("w{i}-k{worker_kills}"), &args);
                 worker_kills += 1;
+            }
+            3..=4 => {
+                let i = next(3) as usize;
+                workers[i].terminate();
+                let exit = workers[i].wait(Duration::from_secs(60));
+                assert!(
+                    exit.is_some_and(|e| e.success()),
+                    "a worker did not stop cleanly on SIGTERM: {exit:?}\n{}",
+                    workers[i].log()
+                );
+                logs.push_str(&workers[i].log());
+                workers[i] = WorkerProcess::start(&url, &format!("w{i}-t{worker_stops}"), &args);
+                worker_stops += 1;
             }
             5..=6 => {
                 let i = next(3) as usize;
@@ -597,7 +660,8 @@ async fn chaos_soak() {
     let refused = logs.matches("report refused").count();
     let fenced = logs.matches("self-fencing").count();
     println!(
-        "soak of {seconds}s: {} jobs, {tasks} tasks; {worker_kills} worker kills, {worker_pauses} worker pauses, \
+        "soak of {seconds}s: {} jobs, {tasks} tasks; {worker_kills} worker kills, {worker_stops} SIGTERM restarts, \
+         {worker_pauses} worker pauses, \
          {redis_kills} redis kills, {redis_pauses} redis pauses; {lost} leases reclaimed, {quarantined} quarantined, \
          {refused} refused reports, {fenced} self-fenced attempts; invariant violations: 0",
         acknowledged.len()
