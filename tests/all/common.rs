@@ -256,3 +256,13 @@ pub async fn wait_done(store: &RedisStore, job: JobId) {
     })
     .await;
 }
+
+/// A `data.txt` holding `text`, in a directory removed when the returned guard drops, and its
+/// path for `--file`.
+pub fn data_file(text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.txt");
+    std::fs::write(&path, text).unwrap();
+    let path = path.to_str().unwrap().to_owned();
+    (dir, path)
+}

@@ -2,8 +2,8 @@
 //! and the submitter's commands, checked the way a user would check them.
 
 use crate::common::{
-    FAST_WORKER, PATIENCE, Wasmjob, WorkerProcess, connect, eventually, submit, wait_done,
-    workspace_file,
+    FAST_WORKER, PATIENCE, Wasmjob, WorkerProcess, connect, data_file, eventually, submit,
+    wait_done, workspace_file,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -524,16 +524,6 @@ async fn workers_sharing_a_cache_directory_keep_their_job_trees_apart() {
         || async { job_trees(cache.path()) == 0 },
     )
     .await;
-}
-
-/// A `data.txt` holding `text`, in a directory removed when the returned guard drops, and its
-/// path for `--file`.
-fn data_file(text: &str) -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("data.txt");
-    std::fs::write(&path, text).unwrap();
-    let path = path.to_str().unwrap().to_owned();
-    (dir, path)
 }
 
 /// How many job trees the workers using the cache directory `cache` have built and not removed.

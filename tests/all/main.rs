@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod distributed;
 mod executor;
+mod files;
 mod reliability;
 mod sandbox;
 mod storage;

@@ -99,11 +99,13 @@ async fn upload_missing(
         let bytes = tokio::fs::read(host)
             .await
             .with_context(|| format!("cannot read {}", host.display()))?;
+        let before = bar.position();
         store
-            .upload(submitted.id, path, &bytes)
+            .upload_with_progress(submitted.id, path, &bytes, &|sent| {
+                bar.set_position(before + sent)
+            })
             .await
             .with_context(|| format!("uploading {path} for job {}", submitted.id))?;
-        bar.inc(bytes.len() as u64);
     }
     bar.finish_and_clear();
     Ok(())

@@ -505,6 +505,21 @@ pub trait SubmitterStore: Send + Sync {
         bytes: &[u8],
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
 
+    /// Like [`upload`](Self::upload), telling `progress` the bytes sent so far as they go.
+    fn upload_with_progress(
+        &self,
+        job: JobId,
+        path: &ManifestPath,
+        bytes: &[u8],
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> impl Future<Output = Result<(), StorageError>> + Send {
+        async move {
+            self.upload(job, path, bytes).await?;
+            progress(bytes.len() as u64);
+            Ok(())
+        }
+    }
+
     /// The job's values by state.
     fn status(&self, job: JobId) -> impl Future<Output = Result<JobStatus, StorageError>> + Send;
 

@@ -107,6 +107,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Its loopback port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Its process id, for tests that stop or pause it.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -214,4 +219,88 @@ pub fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .expect("binding a free loopback port")
+}
+
+/// A slow loopback link to a local port: a proxy that forwards each direction at most at
+/// `bytes_per_second`, for transfers that must not depend on a fast network. [`cut`] drops
+/// every connection through it, as a network that breaks would. Stops when dropped.
+///
+/// [`cut`]: SlowLink::cut
+pub struct SlowLink {
+    port: u16,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SlowLink {
+    /// Starts a proxy on a free loopback port to `127.0.0.1:target`.
+    pub fn start(target: u16, bytes_per_second: u64) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (accepted, stopping) = (open.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let mut open = accepted.lock().unwrap();
+                open.push(client.try_clone().unwrap());
+                open.push(server.try_clone().unwrap());
+                forward(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    bytes_per_second,
+                );
+                forward(server, client, bytes_per_second);
+            }
+        });
+        SlowLink { port, open, stop }
+    }
+
+    /// The proxy's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Closes every connection through the proxy; new ones are let through.
+    pub fn cut(&self) {
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for SlowLink {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.cut();
+    }
+}
+
+/// Copies `from` to `to` in a thread of its own, pausing so as to keep to the rate.
+fn forward(mut from: std::net::TcpStream, mut to: std::net::TcpStream, bytes_per_second: u64) {
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        // When the link is free again; time spent idle earns no credit for a burst.
+        let mut free_at = std::time::Instant::now();
+        let mut buffer = vec![0; 16 << 10];
+        while let Ok(n) = from.read(&mut buffer) {
+            if n == 0 || to.write_all(&buffer[..n]).is_err() {
+                break;
+            }
+            let busy = std::time::Duration::from_secs_f64(n as f64 / bytes_per_second as f64);
+            free_at = free_at.max(std::time::Instant::now()) + busy;
+            std::thread::sleep(free_at.saturating_duration_since(std::time::Instant::now()));
+        }
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    });
 }

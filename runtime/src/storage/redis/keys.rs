@@ -53,6 +53,11 @@ impl Keys {
         format!("{}:blob:{{{digest}}}", self.prefix)
     }
 
+    /// HASH of the chunks of one upload of a blob, renamed to the blob once whole.
+    pub(super) fn blob_upload(&self, digest: &Digest, upload: &str) -> String {
+        format!("{}:blob:{{{digest}}}:upload:{upload}", self.prefix)
+    }
+
     /// SET of the jobs that use a blob: the bytes are removed with the last of them.
     pub(super) fn blob_users(&self, digest: &Digest) -> String {
         format!("{}:blob:{{{digest}}}:users", self.prefix)

@@ -10,6 +10,7 @@
 //! Key layout: see `keys`. The layout keeps every per-job script within one cluster slot; this
 //! client speaks to a single Redis server.
 
+mod blob;
 mod keys;
 mod scripts;
 
@@ -38,9 +39,6 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 
 /// The key prefix used when none is given.
 pub const DEFAULT_PREFIX: &str = "wasmjob";
-
-/// Manifest files are sent in pieces of this size.
-const UPLOAD_CHUNK: usize = 1 << 20;
 
 /// How long a read of the live workers serves submits' admission checks.
 const WORKERS_FRESH: Duration = Duration::from_secs(1);
@@ -403,28 +401,6 @@ impl RedisStore {
             .map_err(|e| self.error(e))
     }
 
-    /// Stores a blob unless it is there already. The bytes go to a temporary key first and are
-    /// renamed into place, so a blob key only ever holds a whole file.
-    async fn store_blob(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StorageError> {
-        let key = self.keys.blob(digest);
-        let exists: bool = self.query(redis::cmd("EXISTS").arg(&key)).await?;
-        if exists {
-            return Ok(());
-        }
-        let temp = format!("{key}:upload:{}", ulid::Ulid::new());
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET").arg(&temp).arg(b"").ignore();
-        for chunk in bytes.chunks(UPLOAD_CHUNK) {
-            pipe.cmd("APPEND").arg(&temp).arg(chunk).ignore();
-        }
-        // An upload cut off half-way leaves nothing but this key, which expires.
-        pipe.cmd("EXPIRE").arg(&temp).arg(3600).ignore();
-        pipe.cmd("RENAME").arg(&temp).arg(&key).ignore();
-        pipe.query_async::<()>(&mut self.con.clone())
-            .await
-            .map_err(|e| self.error(e))
-    }
-
     /// Runs a script on the given keys: a job's, or a key of its own.
     async fn run_on<T: redis::FromRedisValue, K: redis::ToRedisArgs>(
         &self,
@@ -767,9 +743,21 @@ impl SubmitterStore for RedisStore {
         path: &ManifestPath,
         bytes: &[u8],
     ) -> Result<(), StorageError> {
-        let spec = self.spec(job).await?;
+        self.upload_with_progress(job, path, bytes, &|_| {}).await
+    }
+
+    async fn upload_with_progress(
+        &self,
+        job: JobId,
+        path: &ManifestPath,
+        bytes: &[u8],
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), StorageError> {
+        // Every step is safe to repeat, so a connection that breaks is no reason to give up
+        // a transfer that may have taken minutes.
+        let spec = self.retrying(|| self.spec(job)).await?;
         let entry = super::check_upload(job, &spec, path, bytes)?;
-        self.store_blob(&entry.sha256, bytes).await?;
+        self.store_blob(&entry.sha256, bytes, progress).await?;
         // Every path with this content is satisfied by the one blob.
         let paths: Vec<&[u8]> = spec
             .manifest
@@ -777,13 +765,15 @@ impl SubmitterStore for RedisStore {
             .filter(|(_, e)| e.sha256 == entry.sha256)
             .map(|(p, _)| p.as_str().as_bytes())
             .collect();
-        let remaining: i64 = self.run(&SCRIPTS.uploaded, job, &paths).await?;
+        let remaining: i64 = self
+            .retrying(|| self.run(&SCRIPTS.uploaded, job, &paths))
+            .await?;
         if remaining < 0 {
             self.forget(job);
             return Err(StorageError::UnknownJob(job));
         }
         if remaining == 0 {
-            self.enqueue(job, spec.priority).await?;
+            self.retrying(|| self.enqueue(job, spec.priority)).await?;
         }
         Ok(())
     }
@@ -1035,10 +1025,7 @@ impl WorkerStore for RedisStore {
     }
 
     async fn download(&self, digest: &Digest) -> Result<Vec<u8>, StorageError> {
-        let bytes: Option<Vec<u8>> = self
-            .query(redis::cmd("GET").arg(self.keys.blob(digest)))
-            .await?;
-        bytes.ok_or(StorageError::UnknownBlob(*digest))
+        self.fetch_blob(digest).await
     }
 
     async fn report(&self, reports: &[Report]) -> Result<Vec<Ack>, StorageError> {

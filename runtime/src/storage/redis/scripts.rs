@@ -32,6 +32,7 @@ pub(super) struct Scripts {
     pub(super) workers: Script,
     pub(super) blob_use: Script,
     pub(super) blob_release: Script,
+    pub(super) blob_commit: Script,
 }
 
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -49,4 +50,5 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     // A blob's scripts take the blob's keys; they run pipelined, once per file of a job.
     blob_use: Script::new(include_str!("lua/blob_use.lua")),
     blob_release: Script::new(include_str!("lua/blob_release.lua")),
+    blob_commit: Script::new(include_str!("lua/blob_commit.lua")),
 });
