@@ -266,3 +266,39 @@ pub fn data_file(text: &str) -> (tempfile::TempDir, String) {
     let path = path.to_str().unwrap().to_owned();
     (dir, path)
 }
+
+/// A job written straight into the test's Redis, as a hostile submitter or a careless operator
+/// could: `spec` as its stored spec and `state` over the fields of a well-formed state (three
+/// pending values), queued at priority 255, ahead of every job the CLI submits. Returns its id.
+pub fn forge_job(server: &RedisServer, spec: &str, state: &[(&str, &str)]) -> JobId {
+    let job = JobId::generate();
+    let mut fields: Vec<(&str, &str)> = vec![
+        ("pending", "1 3"),
+        ("succeeded", ""),
+        ("failed", ""),
+        ("quarantined", ""),
+        ("max_retries", "3"),
+        ("max_lost", "3"),
+        ("max_concurrency", "0"),
+        ("priority", "255"),
+        ("name", "forged"),
+        ("submitted_at", "1"),
+    ];
+    for (name, value) in state {
+        fields.retain(|(f, _)| f != name);
+        fields.push((name, value));
+    }
+    let mut redis = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let key = |part: &str| format!("wasmjob:job:{{{job}}}:{part}");
+    redis::pipe()
+        .set(key("spec"), spec)
+        .hset_multiple(key("state"), &fields)
+        .zadd("wasmjob:jobs", job.to_string(), -255)
+        .zadd("wasmjob:queue", job.to_string(), -255)
+        .query::<()>(&mut redis)
+        .unwrap();
+    job
+}

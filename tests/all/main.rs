@@ -6,6 +6,7 @@ mod common;
 mod distributed;
 mod executor;
 mod files;
+mod forged;
 mod reliability;
 mod sandbox;
 mod storage;

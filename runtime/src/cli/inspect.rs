@@ -39,7 +39,9 @@ pub async fn status(args: StatusArgs, global: &Global) -> anyhow::Result<ExitCod
     ] {
         println!("  {label:<11} {:>7}  {}", set.len(), ranges(set));
     }
-    if status.missing_files > 0 {
+    if let Some(reason) = &status.set_aside {
+        println!("  set aside, runs no more: {reason}");
+    } else if status.missing_files > 0 {
         println!(
             "  waiting for {} file(s) to be uploaded",
             status.missing_files
@@ -236,7 +238,9 @@ pub async fn list(args: ListArgs, global: &Global) -> anyhow::Result<ExitCode> {
 }
 
 fn state(job: &JobStatus) -> &'static str {
-    if job.missing_files > 0 {
+    if job.set_aside.is_some() {
+        "set aside"
+    } else if job.missing_files > 0 {
         "uploading"
     } else if job.is_done() {
         "done"

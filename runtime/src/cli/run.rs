@@ -75,7 +75,7 @@ pub async fn run(args: RunArgs, json: bool) -> anyhow::Result<ExitCode> {
     let _ = stop.send(());
     worker.await.context("the worker panicked")??;
     let (status, interrupted) = match watched? {
-        Watched::Done(status) => (status, false),
+        Watched::Done(status) => (*status, false),
         // The worker handed back what it was running; report the job as it stands now.
         Watched::Interrupted => (store.status(job).await?, true),
     };

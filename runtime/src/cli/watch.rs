@@ -10,7 +10,7 @@ const POLL: Duration = Duration::from_millis(100);
 /// How watching ended.
 pub enum Watched {
     /// Every value is succeeded or failed.
-    Done(JobStatus),
+    Done(Box<JobStatus>),
     /// Ctrl-C came first.
     Interrupted,
 }
@@ -31,7 +31,7 @@ pub async fn until_done(store: &impl SubmitterStore, job: JobId) -> anyhow::Resu
         ));
         if status.is_done() {
             bar.finish_and_clear();
-            return Ok(Watched::Done(status));
+            return Ok(Watched::Done(Box::new(status)));
         }
         tokio::select! {
             () = tokio::time::sleep(POLL) => {}

@@ -202,6 +202,8 @@ impl JobRecord {
             quarantined: self.quarantined.clone(),
             missing_files: self.missing.len(),
             submitted_at: self.submitted_at,
+            // Jobs held in memory are typed: none is ever unreadable.
+            set_aside: None,
         }
     }
 

@@ -213,6 +213,9 @@ pub struct JobStatus {
     pub missing_files: usize,
     /// When the job was submitted.
     pub submitted_at: Millis,
+    /// Why the job was set aside, when its spec or state could not be read: it runs no more,
+    /// and its values show in no state.
+    pub set_aside: Option<String>,
 }
 
 impl JobStatus {
@@ -449,6 +452,15 @@ pub enum StorageError {
     DataLost {
         /// The backend's address.
         url: String,
+    },
+    /// The job's spec or state in the backend cannot be read (written there by something other
+    /// than wasmjob, or damaged): the job was set aside and runs no more.
+    #[error("job {job} is set aside: {reason}")]
+    SetAside {
+        /// The job.
+        job: JobId,
+        /// What cannot be read.
+        reason: String,
     },
     /// The backend failed (connection lost, a server error): the request may be retried.
     #[error("storage backend: {0}")]

@@ -353,11 +353,14 @@ impl RedisStore {
             .cloned()
     }
 
-    /// Parses a job's stored spec and keeps it.
+    /// Parses a job's stored spec, checks it as a submit would, and keeps it.
     fn remember_spec(&self, job: JobId, json: &str) -> Result<Arc<JobSpec>, StorageError> {
-        let spec: JobSpec = serde_json::from_str(json).map_err(|e| {
-            StorageError::Backend(format!("the stored spec of job {job} is unreadable: {e}"))
-        })?;
+        let set_aside = |reason| StorageError::SetAside { job, reason };
+        let spec: JobSpec = serde_json::from_str(json)
+            .map_err(|e| set_aside(format!("its spec does not parse: {e}")))?;
+        // Only a spec written into Redis by hand gets here unchecked; no worker could run it.
+        spec.validate()
+            .map_err(|e| set_aside(format!("its spec is invalid: {e}")))?;
         let spec = Arc::new(spec);
         let mut specs = self.specs.lock().unwrap_or_else(|e| e.into_inner());
         // A long-lived worker sees job after job: the cache is bounded, and a spec dropped
@@ -431,7 +434,21 @@ impl RedisStore {
     ) -> Result<Option<Claim>, StorageError> {
         let ceiling_limits =
             ceilings.map_or_else(String::new, |c| CappedLimits::from(&c).to_string());
-        let claim = |job| self.claim_from(job, worker, ceilings, &ceiling_limits, max);
+        // One job whose claim fails for reasons of its own must not keep the worker from the
+        // jobs behind it: its error is kept, and given only if no job had anything to give.
+        let mut failed = None;
+        let mut claim = async |job| match self
+            .claim_from(job, worker, ceilings, &ceiling_limits, max)
+            .await
+        {
+            Ok(claimed) => Ok(claimed),
+            Err(e @ StorageError::Unreachable { .. }) => Err(e),
+            Err(e) => {
+                tracing::warn!(%job, "cannot claim from this job, trying the next: {e}");
+                failed.get_or_insert(e);
+                Ok(None)
+            }
+        };
         if let Some(job) = hint
             && let Some(claimed) = claim(job).await?
         {
@@ -447,6 +464,9 @@ impl RedisStore {
             .await?;
         for candidate in candidates {
             let Ok(job) = candidate.parse::<JobId>() else {
+                // Not a job id: written by something else, and in the way of every claim.
+                self.query::<()>(redis::cmd("ZREM").arg(self.keys.queue()).arg(&candidate))
+                    .await?;
                 continue;
             };
             // The hinted job was just tried: it has nothing to give this worker now.
@@ -457,7 +477,7 @@ impl RedisStore {
                 return Ok(Some(claimed));
             }
         }
-        Ok(None)
+        failed.map_or(Ok(None), Err)
     }
 
     /// Claims up to `max` tasks of one job, if it has tasks to give and fits the ceilings.
@@ -497,10 +517,20 @@ impl RedisStore {
                     .chunks(5)
                     .map(|lease| parse_lease(job, lease))
                     .collect::<Result<Vec<_>, _>>()?;
-                let spec = match cached {
-                    Some(spec) => spec,
-                    None => self.remember_spec(job, &reply[1])?,
+                let spec = match cached.map_or_else(|| self.remember_spec(job, &reply[1]), Ok) {
+                    Ok(spec) => spec,
+                    Err(StorageError::SetAside { reason, .. }) => {
+                        self.set_aside(job, &reason).await?;
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e),
                 };
+                if let Some(stray) = leases.iter().find(|l| !spec.range.contains(l.value)) {
+                    let reason =
+                        format!("its pending set holds {}, outside its range", stray.value);
+                    self.set_aside(job, &reason).await?;
+                    return Ok(None);
+                }
                 // The script's check and this one agree for every job that stored its
                 // limits; a job that did not (submitted by an older wasmjob) is caught here
                 // and handed back untouched.
@@ -524,8 +554,23 @@ impl RedisStore {
                 self.dequeue(job).await?;
                 Ok(None)
             }
+            Some("corrupt") => {
+                tracing::warn!(%job, reason = reply.get(1).map(String::as_str), "set aside a job that cannot be read");
+                self.forget(job);
+                self.dequeue(job).await?;
+                Ok(None)
+            }
             _ => Ok(None),
         }
+    }
+
+    /// Sets a job aside for good (see `lua/set_aside.lua`) and takes it off the queue.
+    async fn set_aside(&self, job: JobId, reason: &str) -> Result<(), StorageError> {
+        tracing::warn!(%job, reason, "set aside a job that cannot be run");
+        self.forget(job);
+        self.run::<i64>(&SCRIPTS.set_aside, job, &[reason.as_bytes()])
+            .await?;
+        self.dequeue(job).await
     }
 
     /// A receiver that changes whenever work may have appeared. The first call subscribes to
@@ -781,6 +826,7 @@ impl SubmitterStore for RedisStore {
     async fn status(&self, job: JobId) -> Result<JobStatus, StorageError> {
         let reply: Vec<String> = self.run(&SCRIPTS.status, job, &[]).await?;
         let [
+            corrupt_reason,
             pending,
             succeeded,
             failed,
@@ -812,6 +858,7 @@ impl SubmitterStore for RedisStore {
             submitted_at: submitted_at
                 .parse()
                 .map_err(|_| corrupt("a submission time"))?,
+            set_aside: (!corrupt_reason.is_empty()).then(|| corrupt_reason.clone()),
         })
     }
 
@@ -831,12 +878,13 @@ impl SubmitterStore for RedisStore {
             progress,
             last_error,
             worker,
-        ] = <[_; 8]>::try_from(reply).map_err(|reply| {
-            if reply.is_empty() {
-                StorageError::UnknownJob(job)
-            } else {
-                corrupt("task info")
-            }
+        ] = <[_; 8]>::try_from(reply).map_err(|reply| match &reply[..] {
+            [] => StorageError::UnknownJob(job),
+            [Some(state), Some(reason)] if state == b"corrupt" => StorageError::SetAside {
+                job,
+                reason: String::from_utf8_lossy(reason).into_owned(),
+            },
+            _ => corrupt("task info"),
         })?;
         let state = match state.as_deref() {
             Some(b"active") => TaskState::Active,
@@ -1129,7 +1177,15 @@ impl WorkerStore for RedisStore {
             let Ok(job) = id.parse::<JobId>() else {
                 continue;
             };
-            let counts: Vec<u64> = self.run(&SCRIPTS.reap, job, &[channel.as_bytes()]).await?;
+            let counts: Vec<u64> = match self.run(&SCRIPTS.reap, job, &[channel.as_bytes()]).await {
+                Ok(counts) => counts,
+                Err(e @ StorageError::Unreachable { .. }) => return Err(e),
+                // One job's fault is no reason to leave the others' expired leases.
+                Err(e) => {
+                    tracing::warn!(%job, "cannot reap this job's leases: {e}");
+                    continue;
+                }
+            };
             let [requeued, quarantined, done] = counts[..] else {
                 return Err(corrupt("a reap reply"));
             };

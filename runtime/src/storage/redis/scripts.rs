@@ -28,6 +28,7 @@ pub(super) struct Scripts {
     pub(super) status: Script,
     pub(super) info: Script,
     pub(super) delete: Script,
+    pub(super) set_aside: Script,
     pub(super) register: Script,
     pub(super) workers: Script,
     pub(super) blob_use: Script,
@@ -44,6 +45,7 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     status: with_prelude(include_str!("lua/status.lua")),
     info: with_prelude(include_str!("lua/info.lua")),
     delete: with_prelude(include_str!("lua/delete.lua")),
+    set_aside: with_prelude(include_str!("lua/set_aside.lua")),
     // The worker registry is not a job's: these two take their own key.
     register: Script::new(include_str!("lua/register.lua")),
     workers: Script::new(include_str!("lua/workers.lua")),

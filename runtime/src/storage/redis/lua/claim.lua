@@ -5,18 +5,30 @@
 -- ARGV[5] the base of the task ids: a fresh ULID whose last three characters are zero, ARGV[6]
 -- N, how many values are wanted (at most 32768). The k-th lease (from 0) has the base's task id
 -- with k in those three characters, in the ULID's base32.
--- Returns {'ok', spec or '', value, task id, attempt, alone ('1' or '0'), deadline, ...} or
--- one word: 'gone' (no such job), 'above' (it asks more than the ceilings allow), 'waiting'
+-- Returns {'ok', spec or '', value, task id, attempt, alone ('1' or '0'), deadline, ...},
+-- {'corrupt', reason} when the job cannot be read (it is set aside), or one word: 'gone' (no
+-- such job), 'above' (it asks more than the ceilings allow), 'waiting'
 -- (files missing), 'full' (at max concurrency), 'empty' (nothing pending, some active), 'done'
 -- (every value finished).
 -- A batch costs the same few Redis calls whatever its size: every per-value write is one
 -- multi-field call.
-local sets = load_sets()
-if not sets then
+local sets, corrupt = load_sets()
+if sets == nil then
   return { 'gone' }
 end
+if not sets then
+  set_aside(corrupt)
+  return { 'corrupt', corrupt }
+end
+if sets.set_aside then
+  return { 'corrupt', sets.set_aside }
+end
 if ARGV[3] ~= '' then
-  local asked = decode_set(redis.call('HGET', KEYS[K_STATE], 'limits'))
+  local asked = decode_counts(redis.call('HGET', KEYS[K_STATE], 'limits'))
+  if not asked then
+    set_aside('its limits are not counts')
+    return { 'corrupt', 'its limits are not counts' }
+  end
   local i = 1
   for ceiling in string.gmatch(ARGV[3], '%S+') do
     if asked[i] and asked[i] > tonumber(ceiling) then
@@ -62,6 +74,12 @@ for i = 1, #fields do
   local attempt, last_chance = '1', false
   if records[i] then
     local record = decode_record(records[i])
+    if not record then
+      -- Nothing is written yet: the values taken above are still in the stored pending set.
+      local reason = 'the task record of value ' .. fields[i] .. ' is malformed'
+      set_aside(reason)
+      return { 'corrupt', reason }
+    end
     attempt = num(record.attempts + 1)
     last_chance = record.lost > 0 and record.lost + 1 >= sets.max_lost
     retried[#retried + 1] = fields[i]

@@ -4,10 +4,13 @@
 -- Returns {} when the job does not exist, else {state, record or false, lease or false,
 -- result or false, log or false, progress or false, last error or false, worker JSON or false};
 -- state is 'active', 'succeeded', 'failed', 'quarantined' or 'pending' (the caller checks that
--- the value is in the job's range).
-local s = redis.call('HMGET', KEYS[K_STATE], 'succeeded', 'failed', 'quarantined')
-if not s[1] then
+-- the value is in the job's range); {'corrupt', why} when the job's state cannot be read.
+local sets, corrupt = load_sets()
+if sets == nil then
   return {}
+end
+if not sets then
+  return { 'corrupt', corrupt }
 end
 local field = ARGV[1]
 local value = tonumber(field)
@@ -15,20 +18,20 @@ local lease = redis.call('HGET', KEYS[K_ACTIVE], field)
 local state = 'pending'
 if lease then
   state = 'active'
-elseif set_contains(decode_set(s[1]), value) then
+elseif set_contains(sets.succeeded, value) then
   state = 'succeeded'
-elseif set_contains(decode_set(s[2]), value) then
+elseif set_contains(sets.failed, value) then
   state = 'failed'
-elseif set_contains(decode_set(s[3]), value) then
+elseif set_contains(sets.quarantined, value) then
   state = 'quarantined'
 end
 local record = redis.call('HGET', KEYS[K_TASKS], field)
 -- The worker of the current attempt, or else of the last one.
 local worker = false
 if lease then
-  worker = select(5, decode_lease(lease))
+  worker = select(5, decode_lease(lease)) or false
 elseif record then
-  worker = decode_record(record).worker
+  worker = (decode_record(record) or {}).worker or false
 end
 if worker then
   worker = redis.call('HGET', KEYS[K_WORKERS], worker)

@@ -39,14 +39,61 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- The largest value Lua's doubles count in steps of one; task values stay at or below it.
+local MAX_VALUE = 9007199254740991
+
+-- A non-negative integer at most MAX_VALUE from its decimal digits, or nil. Exponents, signs,
+-- fractions and anything else are refused: a loop counting up to such a number would never end.
+local function decode_count(text)
+  if type(text) ~= 'string' or #text > 16 or not string.match(text, '^%d+$') then
+    return nil
+  end
+  local n = tonumber(text)
+  if n > MAX_VALUE then
+    return nil
+  end
+  return n
+end
+
+-- An interval set from its text (false, a missing field, is the empty set), or nil and why it
+-- is malformed: every bound a count, an even number of them, each interval in order and apart
+-- from the one before. The work is one step per bound, whatever the bounds are.
 local function decode_set(text)
   local set = {}
-  if text then
-    for n in string.gmatch(text, '%S+') do
-      set[#set + 1] = tonumber(n)
+  if not text then
+    return set
+  end
+  for token in string.gmatch(text, '%S+') do
+    local n = decode_count(token)
+    local i = #set + 1
+    if not n then
+      return nil, 'holds ' .. string.format('%q', string.sub(token, 1, 24)) ..
+        ', not a whole number up to 2^53 - 1'
     end
+    if i % 2 == 0 and n < set[i - 1] then
+      return nil, 'has an interval that ends before it starts'
+    end
+    if i % 2 == 1 and i > 1 and n <= set[i - 1] + 1 then
+      return nil, 'has intervals out of order, overlapping or adjacent'
+    end
+    set[i] = n
+  end
+  if #set % 2 == 1 then
+    return nil, 'has an interval with no end'
   end
   return set
+end
+
+-- The space-separated counts of `text` (false is none), or nil when one is not a count.
+local function decode_counts(text)
+  local counts = {}
+  for token in string.gmatch(text or '', '%S+') do
+    counts[#counts + 1] = decode_count(token)
+    if not counts[#counts] then
+      return nil
+    end
+  end
+  return counts
 end
 
 local function encode_set(set)
@@ -122,14 +169,18 @@ local function push(list, ...)
   end
 end
 
--- A task record from its text, or a fresh one when there is none (an HMGET's false).
+-- A task record from its text, a fresh one when there is none (an HMGET's false), or nil when
+-- the text is malformed.
 local function decode_record(text)
   if not text then
     return { attempts = 0, failures = 0, lost = 0, started_at = '-', finished_at = '-',
       task_id = '-', worker = '-' }
   end
   local attempts, failures, lost, started, finished, task, worker =
-    string.match(text, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+    string.match(text, '^(%d+) (%d+) (%d+) (%S+) (%S+) (%S+) (%S+)$')
+  if not attempts then
+    return nil
+  end
   return { attempts = tonumber(attempts), failures = tonumber(failures), lost = tonumber(lost),
     started_at = started, finished_at = finished, task_id = task, worker = worker }
 end
@@ -144,9 +195,10 @@ local function encode_lease(task, attempt, deadline, started, worker)
   return table.concat({ task, attempt, deadline, started, worker }, ' ')
 end
 
--- The parts of a lease: task id, attempt, deadline, started, worker instance.
+-- The parts of a lease: task id, attempt, deadline, started, worker instance; nothing when the
+-- lease is malformed.
 local function decode_lease(lease)
-  return string.match(lease, '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
+  return string.match(lease, '^(%S+) (%d+) (%d+) (%d+) (%S+)$')
 end
 
 -- The record of `field` as its attempt under `lease` ends: the earlier record (a first attempt
@@ -154,15 +206,15 @@ end
 local function record_of_attempt(field, lease)
   local task, attempt, _, started, worker = decode_lease(lease)
   local record
-  if tonumber(attempt) > 1 then
+  if attempt and tonumber(attempt) > 1 then
     record = decode_record(redis.call('HGET', KEYS[K_TASKS], field))
-  else
-    record = decode_record(false)
   end
-  record.attempts = tonumber(attempt)
-  record.task_id = task
-  record.started_at = started
-  record.worker = worker
+  -- A malformed earlier record is not worth failing the attempt's report over.
+  record = record or decode_record(false)
+  record.attempts = tonumber(attempt) or record.attempts + 1
+  record.task_id = task or '-'
+  record.started_at = started or '-'
+  record.worker = worker or '-'
   return record
 end
 
@@ -208,22 +260,56 @@ local function lose_attempt(sets, value, lease, now)
   return retry
 end
 
--- The job's value sets and policy, or nil when the job does not exist.
+-- The job's value sets and policy (with `set_aside`, the reason, once it is set aside); nil
+-- when the job does not exist; false and the reason when its state cannot be read (forged, or
+-- written by something else).
 local function load_sets()
-  local s = redis.call('HMGET', KEYS[K_STATE], 'pending', 'succeeded', 'failed', 'quarantined',
-    'max_retries', 'max_lost', 'max_concurrency')
-  if not s[5] then
+  local ok, s = pcall(redis.call, 'HMGET', KEYS[K_STATE], 'pending', 'succeeded', 'failed',
+    'quarantined', 'max_retries', 'max_lost', 'max_concurrency', 'corrupt')
+  if not ok then
+    return false, 'its state is not a hash'
+  end
+  if not s[5] and redis.call('EXISTS', KEYS[K_STATE]) == 0 then
     return nil
   end
-  return {
-    pending = decode_set(s[1]),
-    succeeded = decode_set(s[2]),
-    failed = decode_set(s[3]),
-    quarantined = decode_set(s[4]),
-    max_retries = tonumber(s[5]),
-    max_lost = tonumber(s[6]),
-    max_concurrency = tonumber(s[7]),
-  }
+  local sets = { set_aside = s[8] }
+  for i, name in ipairs({ 'pending', 'succeeded', 'failed', 'quarantined' }) do
+    local set, why = decode_set(s[i])
+    if not set then
+      return false, s[8] or ('its ' .. name .. ' set ' .. why)
+    end
+    sets[name] = set
+  end
+  for i, name in ipairs({ 'max_retries', 'max_lost', 'max_concurrency' }) do
+    sets[name] = decode_count(s[4 + i])
+    if not sets[name] then
+      return false, s[8] or ('its ' .. name .. ' is not a count')
+    end
+  end
+  return sets
+end
+
+-- The union of two interval sets, in one pass over both.
+local function set_union(a, b)
+  local out, i, j = {}, 1, 1
+  while i <= #a or j <= #b do
+    local s, e
+    if j > #b or (i <= #a and a[i] <= b[j]) then
+      s, e = a[i], a[i + 1]
+      i = i + 2
+    else
+      s, e = b[j], b[j + 1]
+      j = j + 2
+    end
+    local n = #out
+    if n > 0 and s <= out[n] + 1 then
+      out[n] = math.max(out[n], e)
+    else
+      out[n + 1] = s
+      out[n + 2] = e
+    end
+  end
+  return out
 end
 
 local function save_sets(sets)
@@ -235,4 +321,27 @@ end
 -- Whether every value of the job is succeeded or failed.
 local function job_done(sets)
   return #sets.pending == 0 and redis.call('HLEN', KEYS[K_ACTIVE]) == 0
+end
+
+-- Sets the job aside, for good, because of `reason` (a spec no worker can run, or a state no
+-- script can read): it is claimed and reaped no more, its leases end (their reports are then
+-- stale), and its status says why. Values waiting or running are failed, when the state can be
+-- read to tell which they are.
+local function set_aside(reason)
+  local sets = load_sets()
+  if sets then
+    for _, field in ipairs(redis.call('HKEYS', KEYS[K_ACTIVE])) do
+      local value = decode_count(field)
+      if value then
+        set_insert(sets.failed, value)
+      end
+    end
+    sets.failed = set_union(sets.failed, sets.pending)
+    sets.pending = {}
+    save_sets(sets)
+  end
+  redis.call('DEL', KEYS[K_ACTIVE], KEYS[K_DEADLINES])
+  -- A state that is not a hash cannot hold the reason; the job is left out of claims all the
+  -- same, by the caller.
+  redis.pcall('HSET', KEYS[K_STATE], 'corrupt', reason)
 end

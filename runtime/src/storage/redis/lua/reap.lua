@@ -10,11 +10,20 @@ local now = now_ms()
 local expired = redis.call('ZRANGEBYSCORE', KEYS[K_DEADLINES], '-inf', '(' .. num(now))
 local requeued, quarantined = 0, 0
 if #expired > 0 then
-  local sets = load_sets()
+  local sets, corrupt = load_sets()
+  if not sets then
+    set_aside(corrupt or 'it has leases but no state')
+    return { 0, 0, 1 }
+  end
   for _, field in ipairs(expired) do
     local lease = redis.call('HGET', KEYS[K_ACTIVE], field)
+    local value = decode_count(field)
     end_lease(field)
-    if lease and lose_attempt(sets, tonumber(field), lease, now) then
+    if not value then
+      -- Not a value at all: there is no attempt to count.
+      lease = false
+    end
+    if lease and lose_attempt(sets, value, lease, now) then
       requeued = requeued + 1
     elseif lease then
       quarantined = quarantined + 1

@@ -3,7 +3,8 @@
 -- ARGV[1] the wake-up channel, then five per report: value, task id, verdict
 -- ('success' | 'error' | 'fatal' | 'requeue' | 'untried'), result or reason, log
 -- Returns {done, ack, ack, ...}: done is '1' when every value of the job is finished; each ack is
--- 'applied', 'stale' (that attempt is no longer the current one) or 'gone' (no such job).
+-- 'applied', 'stale' (that attempt is no longer the current one) or 'gone' (no such job, or
+-- one set aside as unreadable).
 -- Successes and requeues, the bulk of any job, cost a few multi-field calls per report, whatever
 -- their number (a retried value's earlier record is read); a failure updates its own record.
 local count = (#ARGV - 1) / 5
