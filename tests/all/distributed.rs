@@ -564,3 +564,48 @@ async fn jobs_with_the_same_files_share_one_tree() {
     // The first job built the tree; the second, with the same files, ran in it.
     assert_eq!(job_trees(cache.path()), 1);
 }
+
+/// Client commands Redis has served per task, over the first 1,000 one-task jobs a worker runs
+/// while `queued` of them wait: what a task costs the queue.
+async fn commands_per_task_with(queued: u64) -> f64 {
+    use futures_util::StreamExt;
+    const MEASURED: u64 = 1_000;
+    let server = RedisServer::start();
+    let store = connect(&server).await;
+    let module = wasmjob_test_support::guest_bytes("hello");
+    let spec = crate::common::spec_with(&module, &[], "1");
+    let first = store.submit(&spec).await.unwrap();
+    store
+        .upload(first.id, &ManifestPath::new("task.wasm").unwrap(), &module)
+        .await
+        .unwrap();
+    // The module is stored now: every further job is claimable as it is submitted.
+    futures_util::stream::iter(1..queued)
+        .map(|_| store.submit(&spec))
+        .buffer_unordered(64)
+        .for_each(|submitted| async {
+            submitted.unwrap();
+        })
+        .await;
+    let commands = || server.info_field("stats", "total_commands_processed");
+    let before = commands();
+    // Reaping often, so that the measurement sees many reaps.
+    let args = ["--slots", "2", "--reap-interval", "100ms"];
+    let _worker = WorkerProcess::start(&server.url(), "host", &args);
+    let queue_len = || server.command(&["ZCARD", "wasmjob:queue"]);
+    eventually("a thousand jobs to finish", PATIENCE, || async {
+        queue_len()[1..].parse::<u64>().unwrap() <= queued - MEASURED
+    })
+    .await;
+    (commands() - before) / MEASURED as f64
+}
+
+#[tokio::test]
+async fn a_task_costs_the_queue_the_same_with_a_hundred_thousand_jobs_waiting() {
+    let few = commands_per_task_with(2_000).await;
+    let many = commands_per_task_with(100_000).await;
+    assert!(
+        many <= 2.0 * few,
+        "{many:.1} commands per task with 100,000 jobs queued, {few:.1} with 2,000"
+    );
+}

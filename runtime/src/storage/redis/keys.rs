@@ -53,6 +53,12 @@ impl Keys {
         format!("{}:blob:{{{digest}}}", self.prefix)
     }
 
+    /// ZSET of the jobs that may hold leases, each scored at or before its earliest lease
+    /// deadline (ms): the reaper looks only at those that are due, however many jobs wait.
+    pub(super) fn leased(&self) -> String {
+        format!("{}:leased", self.prefix)
+    }
+
     /// HASH of the chunks of one upload of a blob, renamed to the blob once whole.
     pub(super) fn blob_upload(&self, digest: &Digest, upload: &str) -> String {
         format!("{}:blob:{{{digest}}}:upload:{upload}", self.prefix)

@@ -250,10 +250,13 @@ impl RedisStore {
     }
 
     fn error(&self, e: RedisError) -> StorageError {
+        // A reply cut off mid-way parses as garbage: the connection is replaced, as for the
+        // others, and the request may be sent again.
         if e.is_io_error()
             || e.is_timeout()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
+            || e.kind() == redis::ErrorKind::Parse
         {
             StorageError::Unreachable {
                 url: self.url.clone(),
@@ -278,6 +281,13 @@ impl RedisStore {
         args: &[&[u8]],
     ) -> Result<T, StorageError> {
         self.run_on(script, self.keys.job(job), args).await
+    }
+
+    /// A job's keys and the lease index: what the scripts that take or reap leases change.
+    fn leasing_keys(&self, job: JobId) -> Vec<String> {
+        let mut keys = self.keys.job(job);
+        keys.push(self.keys.leased());
+        keys
     }
 
     /// Makes a job whose files are all stored claimable, and wakes idle workers.
@@ -502,15 +512,19 @@ impl RedisStore {
         let want_spec = if cached.is_none() { "1" } else { "0" };
         let wanted = max.min(MAX_CLAIM).to_string();
         let task_ids = claim_task_ids().to_string();
-        let args: [&[u8]; 6] = [
+        let id = job.to_string();
+        let args: [&[u8]; 7] = [
             ttl.as_bytes(),
             worker.as_bytes(),
             ceiling_limits.as_bytes(),
             want_spec.as_bytes(),
             task_ids.as_bytes(),
             wanted.as_bytes(),
+            id.as_bytes(),
         ];
-        let reply: Vec<String> = self.run(&SCRIPTS.claim, job, &args).await?;
+        let reply: Vec<String> = self
+            .run_on(&SCRIPTS.claim, self.leasing_keys(job), &args)
+            .await?;
         match reply.first().map(String::as_str) {
             Some("ok") => {
                 let leases = reply[2..]
@@ -659,6 +673,9 @@ async fn listen_for_work(
 fn corrupt(what: &str) -> StorageError {
     StorageError::Backend(format!("unexpected reply from Redis: {what}"))
 }
+
+/// How many overdue jobs one reap looks at; the rest wait for the next, longest overdue first.
+const REAP_BATCH: usize = 1000;
 
 /// How many low bits of a claim's task-id base count its leases.
 const CLAIM_ID_BITS: u32 = 15;
@@ -1111,7 +1128,9 @@ impl WorkerStore for RedisStore {
                     &report.log,
                 ]);
             }
-            let reply: Vec<String> = self.run(&SCRIPTS.report, job, &args).await?;
+            let reply: Vec<String> = self
+                .run_on(&SCRIPTS.report, self.leasing_keys(job), &args)
+                .await?;
             let (done, answers) = reply
                 .split_first()
                 .ok_or_else(|| corrupt("an empty report reply"))?;
@@ -1168,16 +1187,23 @@ impl WorkerStore for RedisStore {
     }
 
     async fn reap(&self) -> Result<Reaped, StorageError> {
+        let due = REAP_BATCH.to_string();
         let ids: Vec<String> = self
-            .query(redis::cmd("ZRANGE").arg(self.keys.queue()).arg(0).arg(-1))
+            .run_on(&SCRIPTS.due, self.keys.leased(), &[due.as_bytes()])
             .await?;
         let channel = self.keys.wake();
         let mut reaped = Reaped::default();
         for id in ids {
             let Ok(job) = id.parse::<JobId>() else {
+                self.query::<()>(redis::cmd("ZREM").arg(self.keys.leased()).arg(&id))
+                    .await?;
                 continue;
             };
-            let counts: Vec<u64> = match self.run(&SCRIPTS.reap, job, &[channel.as_bytes()]).await {
+            let args: [&[u8]; 2] = [channel.as_bytes(), id.as_bytes()];
+            let counts: Vec<u64> = match self
+                .run_on(&SCRIPTS.reap, self.leasing_keys(job), &args)
+                .await
+            {
                 Ok(counts) => counts,
                 Err(e @ StorageError::Unreachable { .. }) => return Err(e),
                 // One job's fault is no reason to leave the others' expired leases.

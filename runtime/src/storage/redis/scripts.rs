@@ -31,6 +31,7 @@ pub(super) struct Scripts {
     pub(super) set_aside: Script,
     pub(super) register: Script,
     pub(super) workers: Script,
+    pub(super) due: Script,
     pub(super) blob_use: Script,
     pub(super) blob_release: Script,
     pub(super) blob_commit: Script,
@@ -49,6 +50,8 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     // The worker registry is not a job's: these two take their own key.
     register: Script::new(include_str!("lua/register.lua")),
     workers: Script::new(include_str!("lua/workers.lua")),
+    // The lease index is no job's either.
+    due: Script::new(include_str!("lua/due.lua")),
     // A blob's scripts take the blob's keys; they run pipelined, once per file of a job.
     blob_use: Script::new(include_str!("lua/blob_use.lua")),
     blob_release: Script::new(include_str!("lua/blob_release.lua")),

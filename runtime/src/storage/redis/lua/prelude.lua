@@ -28,6 +28,9 @@
 
 local K_SPEC, K_STATE, K_MISSING, K_ACTIVE, K_DEADLINES = 1, 2, 3, 4, 5
 local K_TASKS, K_RESULTS, K_LOGS, K_PROGRESS, K_ERRORS, K_WORKERS = 6, 7, 8, 9, 10, 11
+-- Given after the job's own keys to the scripts that take, end or reap leases (claim, report,
+-- reap).
+local K_LEASED = 12
 
 local function num(x)
   return string.format('%.0f', x)

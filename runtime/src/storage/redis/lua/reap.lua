@@ -1,9 +1,20 @@
 -- reap: returns the values of expired leases to pending (a lost attempt counted, not a failure),
 -- or quarantines them at the job's max lost. Any worker may run it; a lease is reaped once.
--- KEYS: the job's keys
--- ARGV[1] the wake-up channel
+-- KEYS: the job's keys, then KEYS[12] the lease index
+-- ARGV[1] the wake-up channel, ARGV[2] the job id
 -- Returns {requeued, quarantined, done}; done is 1 when every value of the job is finished.
+-- The job's place in the lease index moves to its earliest deadline left, or it leaves the
+-- index when it holds no lease: a claim puts it back, in the same step as the lease.
+local function reindex()
+  local first = redis.call('ZRANGE', KEYS[K_DEADLINES], 0, 0, 'WITHSCORES')
+  if #first == 0 then
+    redis.call('ZREM', KEYS[K_LEASED], ARGV[2])
+  else
+    redis.call('ZADD', KEYS[K_LEASED], first[2], ARGV[2])
+  end
+end
 if redis.call('EXISTS', KEYS[K_STATE]) == 0 then
+  redis.call('ZREM', KEYS[K_LEASED], ARGV[2])
   return { 0, 0, 0 }
 end
 local now = now_ms()
@@ -13,6 +24,7 @@ if #expired > 0 then
   local sets, corrupt = load_sets()
   if not sets then
     set_aside(corrupt or 'it has leases but no state')
+    reindex()
     return { 0, 0, 1 }
   end
   for _, field in ipairs(expired) do
@@ -30,11 +42,14 @@ if #expired > 0 then
     end
   end
   save_sets(sets)
+  reindex()
   if requeued > 0 then
     redis.call('PUBLISH', ARGV[1], 'reap')
   end
   if job_done(sets) then
     return { requeued, quarantined, 1 }
   end
+  return { requeued, quarantined, 0 }
 end
+reindex()
 return { requeued, quarantined, 0 }

@@ -1,5 +1,5 @@
 -- report: applies the outcomes of finished attempts of one job.
--- KEYS: the job's keys
+-- KEYS: the job's keys, then KEYS[12] the lease index
 -- ARGV[1] the wake-up channel, then five per report: value, task id, verdict
 -- ('success' | 'error' | 'fatal' | 'requeue' | 'untried'), result or reason, log
 -- Returns {done, ack, ack, ...}: done is '1' when every value of the job is finished; each ack is
@@ -82,6 +82,10 @@ end
 if #ended > 0 then
   redis.call('HDEL', KEYS[K_ACTIVE], unpack(ended))
   redis.call('ZREM', KEYS[K_DEADLINES], unpack(ended))
+  -- Its last lease ended: nothing for a reaper to look at until the next claim.
+  if redis.call('HLEN', KEYS[K_ACTIVE]) == 0 then
+    redis.call('ZREM', KEYS[K_LEASED], string.match(KEYS[K_STATE], '{(.-)}'))
+  end
 end
 if #logs > 0 then
   redis.call('HSET', KEYS[K_LOGS], unpack(logs))

@@ -21,8 +21,8 @@ if not sets then
   return { corrupt, '', '', '', '', missing, decode_count(s[5]) and s[5] or '0', s[6] or '',
     '0' }
 end
-local out = { sets.set_aside or '', s[1] or '', s[2] or '', s[3] or '', s[4] or '', missing, s[5], s[6] or '',
-  s[7] }
+local out = { sets.set_aside or '', s[1] or '', s[2] or '', s[3] or '', s[4] or '', missing,
+  s[5], s[6] or '', s[7] }
 for _, field in ipairs(redis.call('HKEYS', KEYS[K_ACTIVE])) do
   if decode_count(field) then
     out[#out + 1] = field
