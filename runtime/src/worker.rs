@@ -110,6 +110,70 @@ impl Backoff {
     }
 }
 
+/// How long a job is first held back after its tasks could not be prepared on this host; each
+/// fault after a back-off ran out doubles it, up to [`HOLD_MOST`].
+const HOLD_FIRST: Duration = Duration::from_secs(1);
+
+/// The longest a job is held back before this host tries its tasks again.
+const HOLD_MOST: Duration = Duration::from_secs(300);
+
+/// The jobs whose tasks this worker's host could not prepare or start (a stored file missing or
+/// damaged, a cache or scratch directory it cannot write): it claims none of their tasks until
+/// their back-off runs out, so that a fault of this host neither spins nor charges the tasks.
+#[derive(Default)]
+struct HostFaults(Mutex<HashMap<JobId, HeldBack>>);
+
+struct HeldBack {
+    until: Instant,
+    delay: Duration,
+}
+
+impl HostFaults {
+    /// The jobs to pass over now.
+    fn held(&self) -> Vec<JobId> {
+        let now = Instant::now();
+        let faults = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        faults
+            .iter()
+            .filter(|(_, held)| held.until > now)
+            .map(|(job, _)| *job)
+            .collect()
+    }
+
+    fn holds(&self, job: JobId) -> bool {
+        let faults = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        faults
+            .get(&job)
+            .is_some_and(|held| held.until > Instant::now())
+    }
+
+    /// Counts a fault: the new back-off when it starts a step, `None` when the job is held back
+    /// already (its other tasks in hand failing too).
+    fn fault(&self, job: JobId) -> Option<Duration> {
+        let now = Instant::now();
+        let mut faults = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let delay = match faults.get(&job) {
+            Some(held) if held.until > now => return None,
+            Some(held) => (held.delay * 2).min(HOLD_MOST),
+            None => HOLD_FIRST,
+        };
+        faults.insert(
+            job,
+            HeldBack {
+                until: now + delay,
+                delay,
+            },
+        );
+        Some(delay)
+    }
+
+    /// The job's tasks could be prepared: whether it had been held back.
+    fn clear(&self, job: JobId) -> bool {
+        let mut faults = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        faults.remove(&job).is_some()
+    }
+}
+
 /// This machine's host name, or `localhost` if it cannot be read.
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -263,6 +327,8 @@ pub struct Worker<S> {
     recent_attempt_micros: AtomicU64,
     /// Leases claimed whose reports are not yet queued.
     leases_in_hand: Arc<AtomicUsize>,
+    /// The jobs held back for a fault of this host.
+    host_faults: HostFaults,
     attempts: AtomicU64,
     requeued: AtomicU64,
     refused: AtomicU64,
@@ -297,6 +363,7 @@ impl<S: WorkerStore + 'static> Worker<S> {
             report_queue: Mutex::new(Some(report_queue)),
             recent_attempt_micros: AtomicU64::new(0),
             leases_in_hand: Arc::default(),
+            host_faults: HostFaults::default(),
             attempts: AtomicU64::new(0),
             requeued: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -387,7 +454,10 @@ impl<S: WorkerStore + 'static> Worker<S> {
             // A claim is never dropped half-way: its script may already have run in Redis, and
             // the leases it took would be lost. One under way when shutdown comes is let finish
             // (within `idle_wait`), and its leases go back untried in `drain`.
-            let claim = self.store.next(&self.id, wanted, self.config.idle_wait);
+            let held = self.host_faults.held();
+            let claim = self
+                .store
+                .next_avoiding(&self.id, wanted, self.config.idle_wait, &held);
             tokio::pin!(claim);
             let (claimed, stopping) = tokio::select! {
                 claimed = &mut claim => (claimed, false),
@@ -520,25 +590,40 @@ impl<S: WorkerStore + 'static> Worker<S> {
                     return Some((Verdict::Untried, Vec::new()));
                 }
             };
-            if turned_away(&admission.borrow()) {
+            if turned_away(&admission.borrow()) || self.host_faults.holds(job) {
                 return Some((Verdict::Untried, Vec::new()));
             }
-            match self.prepare(job, spec).await {
-                Err(reason) => Some((Verdict::Error { reason }, Vec::new())),
-                Ok(prepared) => match &prepared.module {
-                    Err(invalid) => Some((
-                        Verdict::Fatal {
-                            reason: Ending::from(invalid.clone()).to_string(),
-                        },
-                        Vec::new(),
-                    )),
-                    Ok(module) => {
-                        let ran = self.attempt(job, spec, &lease, &prepared, module, &control);
-                        let ran = ran.await;
-                        abort_failpoint(lease.value);
-                        self.verdict(job, &lease, ran, &lease_lost)
+            let prepared = match self.prepare(job, spec).await {
+                Ok(prepared) => prepared,
+                Err(reason) => {
+                    self.hold_back(job, &reason).await;
+                    return Some((Verdict::Untried, Vec::new()));
+                }
+            };
+            match &prepared.module {
+                Err(invalid) => Some((
+                    Verdict::Fatal {
+                        reason: Ending::from(invalid.clone()).to_string(),
+                    },
+                    Vec::new(),
+                )),
+                Ok(module) => {
+                    let ran = self.attempt(job, spec, &lease, &prepared, module, &control);
+                    let ran = ran.await;
+                    abort_failpoint(lease.value);
+                    match ran {
+                        Ok(report) => {
+                            if self.host_faults.clear(job) {
+                                tracing::info!(%job, "this host can run the job's tasks again");
+                            }
+                            self.verdict(job, &lease, report, &lease_lost)
+                        }
+                        Err(host_fault) => {
+                            self.hold_back(job, &host_fault.to_string()).await;
+                            Some((Verdict::Untried, Vec::new()))
+                        }
                     }
-                },
+                }
             }
         };
         let verdict_and_log = tokio::select! {
@@ -710,19 +795,10 @@ impl<S: WorkerStore + 'static> Worker<S> {
         &self,
         job: JobId,
         lease: &Lease,
-        ran: Result<AttemptReport, ExecutorError>,
+        report: AttemptReport,
         lease_lost: &AtomicBool,
     ) -> Option<(Verdict, Vec<u8>)> {
-        let report = match ran {
-            Ok(report) => {
-                self.record_duration(report.duration);
-                report
-            }
-            Err(host_fault) => {
-                tracing::error!(%job, value = lease.value, "cannot run the attempt, handing it back: {host_fault}");
-                return Some((Verdict::Requeue, Vec::new()));
-            }
-        };
+        self.record_duration(report.duration);
         if report.ending == Ending::Cancelled {
             if lease_lost.load(Ordering::SeqCst) {
                 tracing::warn!(%job, value = lease.value, "stopped: the lease is no longer ours or the job was deleted");
@@ -833,6 +909,23 @@ impl<S: WorkerStore + 'static> Worker<S> {
             .retain(|_, prepared| prepared.strong_count() > 0);
     }
 
+    /// Holds the job back for a fault of this host: logged, and noted for `status`, once per
+    /// back-off step.
+    async fn hold_back(&self, job: JobId, reason: &str) {
+        let Some(delay) = self.host_faults.fault(job) else {
+            return;
+        };
+        tracing::warn!(%job, ?delay, "cannot run the job's tasks on this host, holding it back: {reason}");
+        let note = format!(
+            "{} cannot run its tasks: {reason}; trying again in {}",
+            self.id.hostname,
+            humantime::format_duration(delay)
+        );
+        if let Err(e) = self.store.hold_back(job, &note).await {
+            tracing::warn!(%job, "cannot note why the job is held back: {e}");
+        }
+    }
+
     /// Downloads the job's manifest into the cache and compiles its module, once per job held
     /// in hand.
     async fn prepare(&self, job: JobId, spec: &JobSpec) -> Result<Arc<PreparedJob>, String> {
@@ -863,8 +956,20 @@ impl<S: WorkerStore + 'static> Worker<S> {
                     .job_tree(&spec.manifest, |digest| async move {
                         store.download(&digest).await
                     })
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await;
+                let tree = match tree {
+                    Ok(tree) => tree,
+                    Err(CacheError::HashMismatch { path, mismatch }) => {
+                        if let Err(e) = store.drop_damaged(&mismatch.expected).await {
+                            tracing::warn!(%job, "cannot drop the damaged copy of {path}: {e}");
+                        }
+                        return Err(format!(
+                            "the stored copy of {path} was damaged ({mismatch}) and is dropped: \
+                             the job waits for the file, which the next submit of it uploads"
+                        ));
+                    }
+                    Err(e) => return Err(e.to_string()),
+                };
                 let script = spec
                     .manifest
                     .file(&spec.script)

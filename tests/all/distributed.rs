@@ -364,7 +364,7 @@ async fn a_job_is_held_back_until_its_last_file_is_uploaded() {
 }
 
 #[tokio::test]
-async fn a_corrupted_stored_file_fails_its_tasks_with_hash_mismatch() {
+async fn a_damaged_stored_file_is_dropped_and_its_job_waits_for_the_next_submit() {
     let server = RedisServer::start();
     let store = connect(&server).await;
     let job = submit(
@@ -386,11 +386,39 @@ async fn a_corrupted_stored_file_fails_its_tasks_with_hash_mismatch() {
     assert_eq!(server.command(&["SET", &key, "tampered"]), "+OK");
 
     let _worker = WorkerProcess::start(&server.url(), "host", &[]);
+    eventually("the damaged copy to be dropped", PATIENCE, || async {
+        server.command(&["EXISTS", &key]) == ":0"
+    })
+    .await;
+    let status = store.status(job).await.unwrap();
+    let note = status.held_back.clone().unwrap_or_default();
+    assert!(note.contains("hello.wasm was damaged"), "{status:?}");
+    assert_eq!(status.pending.len() + status.active.len(), 2, "{status:?}");
+    assert_eq!(store.info(job, 1).await.unwrap().failures, 0);
+    let shown = Wasmjob::new()
+        .redis(&server.url())
+        .args(["status", &job.to_string()])
+        .run();
+    assert!(
+        shown
+            .stdout
+            .contains("held back: host cannot run its tasks"),
+        "{}",
+        shown.stdout
+    );
+
+    // The next submit of the file uploads it again, and the waiting job runs.
+    let again = submit(&server, "hello", &["--range", "1"]);
     wait_done(&store, job).await;
-    let info = store.info(job, 1).await.unwrap();
-    assert_eq!(info.state, Some(TaskState::Failed));
-    let error = info.last_error.unwrap();
-    assert!(error.contains("hash mismatch for hello.wasm"), "{error}");
+    wait_done(&store, again).await;
+    let status = store.status(job).await.unwrap();
+    assert_eq!(
+        status.succeeded,
+        RangeSet::from_interval(1, 2),
+        "{status:?}"
+    );
+    assert_eq!(status.held_back, None, "the note goes once a task ran");
+    assert_eq!(store.info(job, 1).await.unwrap().attempts, 1);
 }
 
 #[tokio::test]

@@ -207,6 +207,53 @@ async fn a_busy_worker_stopped_by_sigterm_leaves_no_lease_behind() {
 }
 
 #[tokio::test]
+async fn a_fault_of_the_workers_host_holds_the_job_back_without_spinning_or_charging_it() {
+    let server = RedisServer::start();
+    let store = connect(&server).await;
+    let cache = tempfile::tempdir().unwrap();
+    let worker = WorkerProcess::start_in_cache(&server.url(), "host", cache.path(), &[]);
+    // The worker made its scratch root at start; now it cannot make an attempt's scratch there.
+    let scratch = cache.path().join("scratch");
+    eventually("the worker to start", PATIENCE, || async {
+        scratch.is_dir()
+    })
+    .await;
+    std::fs::remove_dir_all(&scratch).unwrap();
+    std::fs::write(&scratch, "not a directory").unwrap();
+    let job = submit(
+        &server,
+        "behave",
+        &["--range", "1..=4", "--meta", "do=echo"],
+    );
+    eventually("the job to be held back", PATIENCE, || async {
+        store.status(job).await.unwrap().held_back.is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let status = store.status(job).await.unwrap();
+    let note = status.held_back.clone().unwrap();
+    assert!(note.contains("scratch directory"), "{note}");
+    assert_eq!(status.pending.len() + status.active.len(), 4, "{status:?}");
+    let info = store.info(job, 1).await.unwrap();
+    assert_eq!((info.attempts, info.failures), (0, 0), "{info:?}");
+    // Logged once per back-off step (1 s, 2 s, 4 s): a handful of lines, not thousands.
+    let logged = worker.log().matches("holding it back").count();
+    assert!(
+        (1..=4).contains(&logged),
+        "{logged} lines:\n{}",
+        worker.log()
+    );
+
+    std::fs::remove_file(&scratch).unwrap();
+    std::fs::create_dir(&scratch).unwrap();
+    wait_done(&store, job).await;
+    let status = store.status(job).await.unwrap();
+    assert_eq!(status.succeeded.len(), 4, "{status:?}");
+    assert_eq!(status.held_back, None);
+    check_invariants(&store, job).await;
+}
+
+#[tokio::test]
 async fn every_lease_of_killed_workers_is_recovered_by_one_new_worker() {
     let server = RedisServer::start();
     let store = connect(&server).await;

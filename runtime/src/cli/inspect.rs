@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use std::io::Write;
 use std::process::ExitCode;
 use wasmjob::spec::Priority;
-use wasmjob::storage::{JobId, JobStatus, Millis, SubmitterStore, TaskInfo};
+use wasmjob::storage::{JobId, JobStatus, Millis, SubmitterStore, TaskInfo, TaskState};
 
 /// `wasmjob status JOB`
 #[derive(Debug, Args)]
@@ -41,6 +41,8 @@ pub async fn status(args: StatusArgs, global: &Global) -> anyhow::Result<ExitCod
     }
     if let Some(reason) = &status.set_aside {
         println!("  set aside, runs no more: {reason}");
+    } else if let Some(note) = status.held_back.as_ref().filter(|_| !status.is_done()) {
+        println!("  held back: {note}");
     } else if status.missing_files > 0 {
         println!(
             "  waiting for {} file(s) to be uploaded",
@@ -94,6 +96,11 @@ pub async fn info(args: InfoArgs, global: &Global) -> anyhow::Result<ExitCode> {
     }
     if let Some(error) = &info.last_error {
         println!("  last error {error}");
+    }
+    if info.state == Some(TaskState::Pending)
+        && let Some(note) = store.status(args.job).await?.held_back
+    {
+        println!("  waiting    held back: {note}");
     }
     if let Some(progress) = &info.progress {
         println!("  progress   {}", String::from_utf8_lossy(progress));
@@ -240,6 +247,8 @@ pub async fn list(args: ListArgs, global: &Global) -> anyhow::Result<ExitCode> {
 fn state(job: &JobStatus) -> &'static str {
     if job.set_aside.is_some() {
         "set aside"
+    } else if job.held_back.is_some() && !job.is_done() {
+        "held back"
     } else if job.missing_files > 0 {
         "uploading"
     } else if job.is_done() {

@@ -57,6 +57,8 @@ struct JobRecord {
     active: BTreeMap<u64, Lease>,
     /// Per-value records, created at a value's first claim: submitting costs nothing per value.
     tasks: HashMap<u64, TaskRecord>,
+    /// Why a worker holds the job back, until one of its tasks succeeds.
+    held_back: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -108,12 +110,15 @@ impl MemoryStore {
         now + self.lease_ttl.as_millis() as Millis
     }
 
-    fn try_claim(&self, worker: &WorkerId, max: usize) -> Option<Claim> {
+    fn try_claim(&self, worker: &WorkerId, max: usize, avoid: &[JobId]) -> Option<Claim> {
         let mut state = self.lock();
         let now = now_millis();
         let state = &mut *state;
         let ceilings = state.workers.get(&worker.instance).map(|w| w.ceilings);
         for (_, id) in &state.queue {
+            if avoid.contains(id) {
+                continue;
+            }
             let job = state.jobs.get_mut(id).expect("queued jobs exist");
             if !job.missing.is_empty() || job.pending.is_empty() {
                 continue;
@@ -204,6 +209,7 @@ impl JobRecord {
             submitted_at: self.submitted_at,
             // Jobs held in memory are typed: none is ever unreadable.
             set_aside: None,
+            held_back: self.held_back.clone(),
         }
     }
 
@@ -272,6 +278,7 @@ impl SubmitterStore for MemoryStore {
                 quarantined: RangeSet::new(),
                 active: BTreeMap::new(),
                 tasks: HashMap::new(),
+                held_back: None,
             },
         );
         drop(state);
@@ -435,11 +442,12 @@ impl WorkerStore for MemoryStore {
         Ok(())
     }
 
-    async fn next(
+    async fn next_avoiding(
         &self,
         worker: &WorkerId,
         max: usize,
         wait: Duration,
+        avoid: &[JobId],
     ) -> Result<Option<Claim>, StorageError> {
         // Subscribed before looking, so work that appears in between still wakes us.
         let mut work = self.work.subscribe();
@@ -448,7 +456,7 @@ impl WorkerStore for MemoryStore {
             if max == 0 {
                 return Ok(None);
             }
-            if let Some(claim) = self.try_claim(worker, max) {
+            if let Some(claim) = self.try_claim(worker, max, avoid) {
                 return Ok(Some(claim));
             }
             if tokio::time::timeout_at(give_up, work.changed())
@@ -458,6 +466,18 @@ impl WorkerStore for MemoryStore {
                 return Ok(None);
             }
         }
+    }
+
+    async fn hold_back(&self, job: JobId, note: &str) -> Result<(), StorageError> {
+        if let Some(record) = self.lock().jobs.get_mut(&job) {
+            record.held_back = Some(note.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn drop_damaged(&self, digest: &Digest) -> Result<(), StorageError> {
+        self.lock().blobs.remove(digest);
+        Ok(())
     }
 
     async fn download(&self, digest: &Digest) -> Result<Vec<u8>, StorageError> {
@@ -490,6 +510,7 @@ impl WorkerStore for MemoryStore {
                 }
                 match &report.verdict {
                     Verdict::Success { result } => {
+                        job.held_back = None;
                         task.result = Some(result.clone());
                         task.finished_at = Some(now);
                         job.succeeded.insert(lease.value);

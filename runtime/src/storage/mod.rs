@@ -216,6 +216,9 @@ pub struct JobStatus {
     /// Why the job was set aside, when its spec or state could not be read: it runs no more,
     /// and its values show in no state.
     pub set_aside: Option<String>,
+    /// Why its tasks wait, when a worker's host could not prepare them (a stored file missing
+    /// or damaged, a cache or scratch directory that cannot be written).
+    pub held_back: Option<String>,
 }
 
 impl JobStatus {
@@ -588,7 +591,34 @@ pub trait WorkerStore: Send + Sync {
         worker: &WorkerId,
         max: usize,
         wait: Duration,
+    ) -> impl Future<Output = Result<Option<Claim>, StorageError>> + Send {
+        self.next_avoiding(worker, max, wait, &[])
+    }
+
+    /// Like [`next`](Self::next), passing over the jobs in `avoid`: those the worker holds back
+    /// for a fault of its own host.
+    fn next_avoiding(
+        &self,
+        worker: &WorkerId,
+        max: usize,
+        wait: Duration,
+        avoid: &[JobId],
     ) -> impl Future<Output = Result<Option<Claim>, StorageError>> + Send;
+
+    /// Records, for `status`, why a worker cannot run the job's tasks for now (its host cannot
+    /// prepare them); the note goes once a task of the job succeeds.
+    fn hold_back(
+        &self,
+        job: JobId,
+        note: &str,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Drops a stored file whose bytes do not hash to its digest, so that the next submit of a
+    /// job with this file uploads it again.
+    fn drop_damaged(
+        &self,
+        digest: &Digest,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
 
     /// The bytes of a stored manifest file, checked against their digest.
     fn download(

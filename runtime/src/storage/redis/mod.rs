@@ -441,7 +441,9 @@ impl RedisStore {
         ceilings: Option<Ceilings>,
         max: usize,
         hint: Option<JobId>,
+        avoid: &[JobId],
     ) -> Result<Option<Claim>, StorageError> {
+        let hint = hint.filter(|job| !avoid.contains(job));
         let ceiling_limits =
             ceilings.map_or_else(String::new, |c| CappedLimits::from(&c).to_string());
         // One job whose claim fails for reasons of its own must not keep the worker from the
@@ -480,7 +482,7 @@ impl RedisStore {
                 continue;
             };
             // The hinted job was just tried: it has nothing to give this worker now.
-            if hint == Some(job) {
+            if hint == Some(job) || avoid.contains(&job) {
                 continue;
             }
             if let Some(claimed) = claim(job).await? {
@@ -852,6 +854,7 @@ impl SubmitterStore for RedisStore {
             submitted_at,
             name,
             priority,
+            held_back,
             active @ ..,
         ] = reply.as_slice()
         else {
@@ -876,6 +879,7 @@ impl SubmitterStore for RedisStore {
                 .parse()
                 .map_err(|_| corrupt("a submission time"))?,
             set_aside: (!corrupt_reason.is_empty()).then(|| corrupt_reason.clone()),
+            held_back: (!held_back.is_empty()).then(|| held_back.clone()),
         })
     }
 
@@ -1054,11 +1058,12 @@ impl WorkerStore for RedisStore {
         .map(drop)
     }
 
-    async fn next(
+    async fn next_avoiding(
         &self,
         worker: &WorkerId,
         max: usize,
         wait: Duration,
+        avoid: &[JobId],
     ) -> Result<Option<Claim>, StorageError> {
         if max == 0 {
             return Ok(None);
@@ -1076,7 +1081,7 @@ impl WorkerStore for RedisStore {
         let give_up = tokio::time::Instant::now() + wait;
         let mut hint = None;
         loop {
-            if let Some(claim) = self.try_claim(&worker, ceilings, max, hint).await? {
+            if let Some(claim) = self.try_claim(&worker, ceilings, max, hint, avoid).await? {
                 return Ok(Some(claim));
             }
             if tokio::time::timeout_at(give_up, work.changed())
@@ -1087,6 +1092,20 @@ impl WorkerStore for RedisStore {
             }
             hint = *work.borrow_and_update();
         }
+    }
+
+    async fn hold_back(&self, job: JobId, note: &str) -> Result<(), StorageError> {
+        self.run::<i64>(&SCRIPTS.hold_back, job, &[note.as_bytes()])
+            .await
+            .map(drop)
+    }
+
+    async fn drop_damaged(&self, digest: &Digest) -> Result<(), StorageError> {
+        // A stored file is never uploaded over (a submit skips what is there), so what is
+        // under the digest now is the copy found damaged.
+        tracing::warn!(%digest, "dropping a damaged stored file; the next submit uploads it again");
+        self.query(redis::cmd("DEL").arg(self.keys.blob(digest)))
+            .await
     }
 
     async fn download(&self, digest: &Digest) -> Result<Vec<u8>, StorageError> {
