@@ -110,6 +110,20 @@ pub struct JobSpec {
     /// The most files and directories the attempt may create in its scratch directory.
     #[serde(default = "default_scratch_files")]
     pub scratch_files: u32,
+    /// How long the submitter has to upload the job's files: a job still missing some after
+    /// this is removed, with what arrived of them (its submitter died or gave up).
+    #[serde(
+        default = "default_upload_timeout",
+        with = "crate::units::serde_duration"
+    )]
+    pub upload_timeout: Duration,
+}
+
+/// How long a submitter has to upload a job's files when it says nothing else: 1 hour.
+pub const DEFAULT_UPLOAD_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+fn default_upload_timeout() -> Duration {
+    DEFAULT_UPLOAD_TIMEOUT
 }
 
 fn default_lifetime() -> Duration {
@@ -175,6 +189,7 @@ impl JobSpec {
             table_elements: DEFAULT_TABLE_ELEMENTS,
             scratch_bytes: DEFAULT_SCRATCH_BYTES,
             scratch_files: DEFAULT_SCRATCH_FILES,
+            upload_timeout: DEFAULT_UPLOAD_TIMEOUT,
         }
     }
 
@@ -215,6 +230,11 @@ impl JobSpec {
         if self.lifetime.is_zero() || self.lifetime > MAX_LIFETIME {
             problems.push(P::LifetimeOutOfRange {
                 lifetime: self.lifetime,
+            });
+        }
+        if self.upload_timeout.is_zero() || self.upload_timeout > MAX_LIFETIME {
+            problems.push(P::UploadTimeoutOutOfRange {
+                timeout: self.upload_timeout,
             });
         }
         if self.max_concurrency == Some(0) {
@@ -319,6 +339,12 @@ pub enum SpecProblem {
     LifetimeOutOfRange {
         /// The lifetime.
         lifetime: Duration,
+    },
+    /// The upload timeout is zero or above [`MAX_LIFETIME`].
+    #[error("the upload timeout {} is out of range: it must be above 0s and at most 7days", format_duration(*timeout))]
+    UploadTimeoutOutOfRange {
+        /// The upload timeout.
+        timeout: Duration,
     },
     /// The max concurrency is `Some(0)`, which would never run a task.
     #[error("the max concurrency is 0: at least 1 is needed (or none, for unlimited)")]

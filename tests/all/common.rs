@@ -55,6 +55,16 @@ impl Wasmjob {
         self
     }
 
+    /// Starts it, for a test that stops it half-way (killed when dropped only if the test
+    /// kills it).
+    pub fn spawn(mut self) -> Child {
+        self.command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting wasmjob")
+    }
+
     /// Runs it to the end.
     pub fn run(mut self) -> Ran {
         let output = self.command.output().expect("running wasmjob");

@@ -1,7 +1,9 @@
 //! Manifest files stored in Redis: how long they live, how they cross a slow or broken link, and
 //! what an upload that fails half-way leaves behind.
 
-use crate::common::{Wasmjob, WorkerProcess, data_file, spec_with, submit, wait_done};
+use crate::common::{
+    PATIENCE, Wasmjob, WorkerProcess, data_file, eventually, spec_with, submit, wait_done,
+};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use wasmjob::manifest::{Digest, ManifestPath};
@@ -170,4 +172,48 @@ async fn an_upload_refused_for_memory_stores_nothing_under_the_digest() {
     assert_eq!(server.command(&["CONFIG", "SET", "maxmemory", "0"]), "+OK");
     store.upload(again.id, &big_file(), &bytes).await.unwrap();
     assert!(store.download(&digest).await.unwrap() == bytes);
+}
+
+#[tokio::test]
+async fn a_submit_killed_half_way_is_removed_with_its_chunks_after_its_upload_timeout() {
+    let server = RedisServer::start();
+    // 16 MiB at 2 MB/s: eight seconds of upload, cut short after one.
+    let link = SlowLink::start(server.port(), 2_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.bin");
+    std::fs::write(&big, file_of(16 << 20)).unwrap();
+    let mut submit = Wasmjob::new()
+        .redis(&format!("redis://127.0.0.1:{}", link.port()))
+        .arg("submit")
+        .arg(wasmjob_test_support::guest("hello"))
+        .args(["--range", "1", "--upload-timeout", "2s", "--file"])
+        .arg(format!("{}:big.bin", big.display()))
+        .spawn();
+    let store = crate::common::connect(&server).await;
+    eventually("chunks of the big file to arrive", PATIENCE, || async {
+        blob_keys(&server).iter().any(|k| k.contains(":upload:"))
+    })
+    .await;
+    submit.kill().unwrap();
+    submit.wait().unwrap();
+    let jobs = store.list().await.unwrap();
+    assert_eq!(jobs.len(), 1, "the job waits for its files: {jobs:?}");
+    let job = jobs[0].id;
+    assert!(jobs[0].missing_files > 0);
+
+    let _worker = WorkerProcess::start(&server.url(), "host", &["--reap-interval", "200ms"]);
+    eventually("the abandoned job to be removed", PATIENCE, || async {
+        matches!(
+            store.status(job).await,
+            Err(wasmjob::storage::StorageError::UnknownJob(_))
+        )
+    })
+    .await;
+    assert!(store.list().await.unwrap().is_empty());
+    let left: Vec<String> = blob_keys(&server)
+        .into_iter()
+        .filter(|k| k.contains(":upload:"))
+        .collect();
+    assert!(left.is_empty(), "partial uploads left: {left:?}");
+    assert_eq!(store.abandoned_uploads().await.unwrap(), 1);
 }

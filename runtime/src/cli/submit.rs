@@ -27,10 +27,16 @@ pub struct SubmitArgs {
     /// task failed.
     #[arg(long)]
     pub wait: bool,
+
+    /// How long the upload of the job's files may take: should this submit die before it is
+    /// done, the workers remove the job and what arrived of its files after this.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub upload_timeout: std::time::Duration,
 }
 
 pub async fn submit(args: SubmitArgs, global: &Global) -> anyhow::Result<ExitCode> {
-    let (local, spec) = args.job.build(&args.module)?;
+    let (local, mut spec) = args.job.build(&args.module)?;
+    spec.upload_timeout = args.upload_timeout;
     let store = global.connect().await?;
     let started = Instant::now();
     let job = submit_job(&store, &local, &spec).await?;

@@ -9,7 +9,7 @@
 use super::RedisStore;
 use super::scripts::SCRIPTS;
 use crate::manifest::Digest;
-use crate::storage::StorageError;
+use crate::storage::{JobId, StorageError};
 use std::future::Future;
 use std::time::Duration;
 
@@ -23,10 +23,11 @@ const ATTEMPTS: u32 = 6;
 const UPLOAD_TTL_SECS: u64 = 3600;
 
 impl RedisStore {
-    /// Stores a file under its digest unless it is there already, telling `progress` the bytes
-    /// sent so far after each chunk.
+    /// Stores a file of `job` under its digest unless it is there already, telling `progress`
+    /// the bytes sent so far after each chunk.
     pub(super) async fn store_blob(
         &self,
+        job: JobId,
         digest: &Digest,
         bytes: &[u8],
         progress: &(dyn Fn(u64) + Sync),
@@ -36,9 +37,8 @@ impl RedisStore {
         if exists {
             return Ok(());
         }
-        let upload = self
-            .keys
-            .blob_upload(digest, &ulid::Ulid::new().to_string());
+        // Named by the job, so that a job whose submitter vanished is removed with its chunks.
+        let upload = self.keys.blob_upload(digest, job);
         let sent = self.send_chunks(&upload, bytes, progress).await;
         let committed = match sent {
             Ok(()) => {
@@ -141,7 +141,7 @@ impl RedisStore {
     }
 
     /// Sends `cmd`, again after a reconnect.
-    async fn query_retrying<T: redis::FromRedisValue>(
+    pub(super) async fn query_retrying<T: redis::FromRedisValue>(
         &self,
         cmd: &redis::Cmd,
     ) -> Result<T, StorageError> {

@@ -59,9 +59,20 @@ impl Keys {
         format!("{}:leased", self.prefix)
     }
 
-    /// HASH of the chunks of one upload of a blob, renamed to the blob once whole.
-    pub(super) fn blob_upload(&self, digest: &Digest, upload: &str) -> String {
-        format!("{}:blob:{{{digest}}}:upload:{upload}", self.prefix)
+    /// ZSET of the jobs still missing files, scored by their upload deadline (ms).
+    pub(super) fn uploading(&self) -> String {
+        format!("{}:uploading", self.prefix)
+    }
+
+    /// HASH of the queue's running counts (`abandoned_uploads`: jobs removed because their
+    /// files never all arrived).
+    pub(super) fn stats(&self) -> String {
+        format!("{}:stats", self.prefix)
+    }
+
+    /// HASH of the chunks of a blob uploaded for one job, renamed to the blob once whole.
+    pub(super) fn blob_upload(&self, digest: &Digest, job: JobId) -> String {
+        format!("{}:blob:{{{digest}}}:upload:{job}", self.prefix)
     }
 
     /// SET of the jobs that use a blob: the bytes are removed with the last of them.

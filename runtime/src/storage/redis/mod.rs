@@ -580,6 +580,69 @@ impl RedisStore {
         }
     }
 
+    /// Removes the jobs past their upload deadline with files still missing, with the chunks
+    /// that arrived of those files, and counts them in the `abandoned_uploads` statistic.
+    async fn remove_abandoned_uploads(&self) -> Result<(), StorageError> {
+        let due = REAP_BATCH.to_string();
+        let ids: Vec<String> = self
+            .run_on(&SCRIPTS.due, self.keys.uploading(), &[due.as_bytes()])
+            .await?;
+        for id in ids {
+            // Whatever happens to the job, it is looked at once.
+            self.query::<()>(redis::cmd("ZREM").arg(self.keys.uploading()).arg(&id))
+                .await?;
+            let Ok(job) = id.parse::<JobId>() else {
+                continue;
+            };
+            let removed: Vec<String> = self.run(&SCRIPTS.abandon, job, &[]).await?;
+            let Some((spec, missing)) = removed.split_first() else {
+                continue;
+            };
+            tracing::warn!(%job, missing = missing.len(), "removed a job whose files were never all uploaded");
+            self.forget(job);
+            let mut pipe = redis::pipe();
+            pipe.cmd("ZREM").arg(self.keys.jobs()).arg(&id).ignore();
+            pipe.cmd("HINCRBY")
+                .arg(self.keys.stats())
+                .arg("abandoned_uploads")
+                .arg(1)
+                .ignore();
+            let Ok(spec) = serde_json::from_str::<JobSpec>(spec) else {
+                self.query_pipe(&pipe).await?;
+                continue;
+            };
+            for path in missing {
+                let entry = ManifestPath::new(path)
+                    .ok()
+                    .and_then(|p| spec.manifest.file(&p));
+                if let Some(entry) = entry {
+                    pipe.cmd("DEL")
+                        .arg(self.keys.blob_upload(&entry.sha256, job))
+                        .ignore();
+                }
+            }
+            self.query_pipe(&pipe).await?;
+            let digests: BTreeSet<Digest> = spec.manifest.files().map(|(_, e)| e.sha256).collect();
+            let _ = self
+                .on_blobs::<Vec<i64>>(&SCRIPTS.blob_release, job, digests.iter())
+                .await;
+        }
+        Ok(())
+    }
+
+    /// How many jobs were removed because their files never all arrived by their upload
+    /// deadline (their submitter died or gave up).
+    pub async fn abandoned_uploads(&self) -> Result<u64, StorageError> {
+        let count: Option<u64> = self
+            .query(
+                redis::cmd("HGET")
+                    .arg(self.keys.stats())
+                    .arg("abandoned_uploads"),
+            )
+            .await?;
+        Ok(count.unwrap_or(0))
+    }
+
     /// Sets a job aside for good (see `lua/set_aside.lua`) and takes it off the queue.
     async fn set_aside(&self, job: JobId, reason: &str) -> Result<(), StorageError> {
         tracing::warn!(%job, reason, "set aside a job that cannot be run");
@@ -790,6 +853,14 @@ impl SubmitterStore for RedisStore {
             .ignore();
         if missing.is_empty() {
             self.add_enqueue(&mut pipe, job, spec.priority);
+        } else {
+            // On this host's clock, a timeout's worth ahead: an hour is far above any skew.
+            let deadline = super::now_millis() + spec.upload_timeout.as_millis() as u64;
+            pipe.cmd("ZADD")
+                .arg(self.keys.uploading())
+                .arg(deadline)
+                .arg(job.to_string())
+                .ignore();
         }
         // Should this fail, the job stays among its files' users: its answer may have been
         // lost with the connection after the job was created, and a file is never to be
@@ -821,7 +892,7 @@ impl SubmitterStore for RedisStore {
         // a transfer that may have taken minutes.
         let spec = self.retrying(|| self.spec(job)).await?;
         let entry = super::check_upload(job, &spec, path, bytes)?;
-        self.store_blob(&entry.sha256, bytes, progress).await?;
+        self.store_blob(job, &entry.sha256, bytes, progress).await?;
         // Every path with this content is satisfied by the one blob.
         let paths: Vec<&[u8]> = spec
             .manifest
@@ -838,6 +909,11 @@ impl SubmitterStore for RedisStore {
         }
         if remaining == 0 {
             self.retrying(|| self.enqueue(job, spec.priority)).await?;
+            let uploading = redis::cmd("ZREM")
+                .arg(self.keys.uploading())
+                .arg(job.to_string())
+                .to_owned();
+            self.query_retrying::<()>(&uploading).await?;
         }
         Ok(())
     }
@@ -1240,6 +1316,7 @@ impl WorkerStore for RedisStore {
                 self.dequeue(job).await?;
             }
         }
+        self.remove_abandoned_uploads().await?;
         Ok(reaped)
     }
 }

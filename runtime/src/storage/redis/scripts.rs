@@ -30,6 +30,7 @@ pub(super) struct Scripts {
     pub(super) delete: Script,
     pub(super) set_aside: Script,
     pub(super) hold_back: Script,
+    pub(super) abandon: Script,
     pub(super) register: Script,
     pub(super) workers: Script,
     pub(super) due: Script,
@@ -49,6 +50,7 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     delete: with_prelude(include_str!("lua/delete.lua")),
     set_aside: with_prelude(include_str!("lua/set_aside.lua")),
     hold_back: with_prelude(include_str!("lua/hold_back.lua")),
+    abandon: with_prelude(include_str!("lua/abandon.lua")),
     // The worker registry is not a job's: these two take their own key.
     register: Script::new(include_str!("lua/register.lua")),
     workers: Script::new(include_str!("lua/workers.lua")),
