@@ -129,10 +129,12 @@ struct HeldBack {
 }
 
 impl HostFaults {
-    /// The jobs to pass over now.
+    /// The jobs to pass over now. A job whose back-off ran out long ago (it finished, or runs
+    /// elsewhere) is forgotten, so that the map does not grow with every job ever held back.
     fn held(&self) -> Vec<JobId> {
         let now = Instant::now();
-        let faults = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut faults = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        faults.retain(|_, held| held.until + HOLD_MOST > now);
         faults
             .iter()
             .filter(|(_, held)| held.until > now)
@@ -167,7 +169,7 @@ impl HostFaults {
         Some(delay)
     }
 
-    /// The job's tasks could be prepared: whether it had been held back.
+    /// An attempt of the job ran on this host: whether it had been held back.
     fn clear(&self, job: JobId) -> bool {
         let mut faults = self.0.lock().unwrap_or_else(|e| e.into_inner());
         faults.remove(&job).is_some()
