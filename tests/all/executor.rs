@@ -443,6 +443,34 @@ async fn the_scratch_dir_is_writable_private_and_removed_afterwards() {
 }
 
 #[tokio::test]
+async fn creations_past_the_file_quota_are_refused_at_once() {
+    // Each refusal used to walk the whole scratch directory again: 9,000 walks of 1,000 files
+    // held the attempt for 18 s. Within a 5 s lifetime, slowness ends it as a timeout.
+    let limits = TaskLimits {
+        lifetime: Duration::from_secs(5),
+        scratch_files: 1_000,
+        ..LIMITS
+    };
+    let flood = [("do", "flood:/scratch 10000")];
+    let shared = shared();
+    let report = run_with(
+        &shared.executor,
+        &shared.behave,
+        &flood,
+        limits,
+        ".",
+        &Arc::default(),
+    )
+    .await;
+    let log = text(&report.log);
+    assert_eq!(report.ending, Ending::ScratchLimitExceeded, "{log}");
+    assert!(
+        log.starts_with("created 1000 files, refused 9000\nflood /scratch 10000: Quota exceeded"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
 async fn progress_reported_by_the_guest_reaches_the_control() {
     let control = Arc::new(AttemptControl::default());
     let report = run_with(

@@ -37,11 +37,13 @@
 //! | `truncate:PATH` | opens PATH for writing and truncates it to 0 bytes |
 //! | `fill:PATH` | writes 64 KiB chunks to PATH until a write fails |
 //! | `files:DIR` | creates empty files `DIR/0`, `DIR/1`, ... until a creation fails |
+//! | `flood:DIR N` | tries to create N empty files `DIR/0` ... `DIR/N-1`, going on after failures |
 //! | `openloop:PATH` | opens PATH again and again, keeping every handle, until an open fails |
 //! | `connect:ADDR` | opens a TCP connection to ADDR (`127.0.0.1:6379`) |
 //!
 //! The file-system steps from `symlink` on end like `read` when they fail: exit 1 with
-//! `NAME ARG: <error>` on stderr. `fill`, `files` and `openloop` first log how far they got.
+//! `NAME ARG: <error>` on stderr, `flood` with its first error. `fill`, `files`, `flood` and
+//! `openloop` first log how far they got.
 //!
 //! An unknown step or a malformed argument ends fatal. Finishing every step is success.
 //!
@@ -203,6 +205,22 @@ fn perform(task: &Task, name: &str, arg: &str) -> Result<(), TaskError> {
             };
             stderr(format!("created {created} files\n").as_bytes())?;
             return Err(failed(name, arg, ended));
+        }
+        "flood" => {
+            let (dir, count) = arg.split_once(' ').ok_or_else(|| bad(name, arg))?;
+            let count = number(name, count)?;
+            let mut first_error = None;
+            let mut refused = 0u64;
+            for i in 0..count {
+                if let Err(e) = std::fs::File::create(format!("{dir}/{i}")) {
+                    refused += 1;
+                    first_error.get_or_insert(e);
+                }
+            }
+            stderr(format!("created {} files, refused {refused}\n", count - refused).as_bytes())?;
+            if let Some(e) = first_error {
+                return Err(failed(name, arg, e));
+            }
         }
         "openloop" => {
             let mut open = Vec::new();
