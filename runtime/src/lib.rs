@@ -5,6 +5,7 @@ pub mod cache;
 pub mod executor;
 pub mod limits;
 pub mod manifest;
+pub mod module_header;
 pub mod range;
 pub mod spec;
 pub mod storage;

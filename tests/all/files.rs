@@ -7,7 +7,7 @@ use crate::common::{
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use wasmjob::manifest::{Digest, ManifestPath};
-use wasmjob::storage::{RedisConfig, RedisStore, SubmitterStore, WorkerStore};
+use wasmjob::storage::{RedisConfig, RedisStore, StorageError, SubmitterStore, WorkerStore};
 use wasmjob_test_support::{RedisServer, SlowLink, guest_bytes};
 
 /// Every key of the test's Redis that holds a file's bytes or the chunks of one on its way.
@@ -155,7 +155,7 @@ async fn an_upload_refused_for_memory_stores_nothing_under_the_digest() {
     let waiting = store.submit(&spec).await.unwrap();
     let refused = store.upload(waiting.id, &big_file(), &bytes).await;
     assert!(
-        matches!(refused, Err(ref e) if e.to_string().contains("memory")),
+        matches!(refused, Err(StorageError::OutOfMemory { .. })),
         "{refused:?}"
     );
     assert!(

@@ -2,6 +2,7 @@
 //! `delete`.
 
 use super::Global;
+use super::escape::printable;
 use super::summary::{TaskLine, ranges, write_task_lines};
 use clap::{Args, ValueEnum};
 use std::io::Write;
@@ -26,7 +27,7 @@ pub async fn status(args: StatusArgs, global: &Global) -> anyhow::Result<ExitCod
     println!(
         "job {} ({}), priority {}, submitted {}",
         status.id,
-        status.name,
+        printable(&status.name),
         status.priority,
         timestamp(status.submitted_at)
     );
@@ -40,9 +41,9 @@ pub async fn status(args: StatusArgs, global: &Global) -> anyhow::Result<ExitCod
         println!("  {label:<11} {:>7}  {}", set.len(), ranges(set));
     }
     if let Some(reason) = &status.set_aside {
-        println!("  set aside, runs no more: {reason}");
+        println!("  set aside, runs no more: {}", printable(reason));
     } else if let Some(note) = status.held_back.as_ref().filter(|_| !status.is_done()) {
-        println!("  held back: {note}");
+        println!("  held back: {}", printable(note));
     } else if status.missing_files > 0 {
         println!(
             "  waiting for {} file(s) to be uploaded",
@@ -79,7 +80,9 @@ pub async fn info(args: InfoArgs, global: &Global) -> anyhow::Result<ExitCode> {
     if let Some(worker) = &info.worker {
         println!(
             "  worker     {} on {} ({})",
-            worker.app, worker.hostname, worker.instance
+            printable(&worker.app),
+            printable(&worker.hostname),
+            worker.instance
         );
     }
     if let Some(task) = info.task_id {
@@ -95,15 +98,18 @@ pub async fn info(args: InfoArgs, global: &Global) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(error) = &info.last_error {
-        println!("  last error {error}");
+        println!("  last error {}", printable(error));
     }
     if info.state == Some(TaskState::Pending)
         && let Some(note) = store.status(args.job).await?.held_back
     {
-        println!("  waiting    held back: {note}");
+        println!("  waiting    held back: {}", printable(&note));
     }
     if let Some(progress) = &info.progress {
-        println!("  progress   {}", String::from_utf8_lossy(progress));
+        println!(
+            "  progress   {}",
+            printable(&String::from_utf8_lossy(progress))
+        );
     }
     if let Some(result) = &info.result {
         println!(
@@ -118,7 +124,7 @@ pub async fn info(args: InfoArgs, global: &Global) -> anyhow::Result<ExitCode> {
         let log = String::from_utf8_lossy(log);
         let lines: Vec<&str> = log.lines().collect();
         for line in &lines[lines.len().saturating_sub(20)..] {
-            println!("    {line}");
+            println!("    {}", printable(line));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -232,7 +238,7 @@ pub async fn list(args: ListArgs, global: &Global) -> anyhow::Result<ExitCode> {
         println!(
             "{:<26}  {:<20}  {:>10}  {:>10}  {:>8}  {:>10}  {:>8}  {}",
             job.id,
-            truncate(&job.name, 20),
+            truncate(&printable(&job.name), 20),
             job.priority.to_string(),
             job.total(),
             job.active.len(),

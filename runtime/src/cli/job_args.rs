@@ -92,6 +92,45 @@ fn parse_meta(arg: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Fails, explaining the syntax, when a `--file` or `--dir` argument names no host path and
+/// looks like `PATH:/AS`: an `AS` starting with `/` is not split off (see
+/// [`wasmjob::manifest::parse_mount`]), so the whole argument was taken for the host path.
+fn misplaced_as(flag: &str, mounts: &[Mount]) -> anyhow::Result<()> {
+    for mount in mounts {
+        let host = mount.host.to_string_lossy();
+        let Some((path, at)) = host.rsplit_once(':') else {
+            continue;
+        };
+        if !at.starts_with(['/', '\\']) || std::fs::symlink_metadata(&mount.host).is_ok() {
+            continue;
+        }
+        let name = at.trim_start_matches(['/', '\\']);
+        let name = if name.is_empty() { "NAME" } else { name };
+        bail!(
+            "{flag} {host}: no such file or directory. {flag} takes PATH or PATH:AS, where AS, \
+             the name inside the job's manifest, is a relative path: write {flag} {path}:{name} \
+             (an AS starting with / is read as part of PATH)"
+        );
+    }
+    Ok(())
+}
+
+/// Fails naming the file unless it starts like a WebAssembly module: the binary magic `\0asm`
+/// with version 1, or WebAssembly text. This costs reading a few bytes, so a mistyped or
+/// corrupt module is refused before anything is uploaded. The module is not validated in full:
+/// that takes a pass over all of it with the workers' engine settings, which a submitter does
+/// not know; a module that starts well but does not compile fails its tasks as fatal.
+fn check_module(module: &Path) -> anyhow::Result<()> {
+    use std::io::Read;
+    use wasmjob::module_header::HEAD_BYTES;
+    let mut head = Vec::with_capacity(HEAD_BYTES);
+    std::fs::File::open(module)
+        .and_then(|file| file.take(HEAD_BYTES as u64).read_to_end(&mut head))
+        .with_context(|| format!("cannot read {}", module.display()))?;
+    wasmjob::module_header::check(&head)
+        .with_context(|| format!("{} is not a WebAssembly module", module.display()))
+}
+
 impl JobArgs {
     /// Hashes the module and the files into a manifest and builds the job's spec, checked.
     pub fn build(&self, module: &Path) -> anyhow::Result<(LocalManifest, JobSpec)> {
@@ -102,6 +141,9 @@ impl JobArgs {
         let script = ManifestPath::new(file_name).with_context(|| {
             format!("the module's file name {file_name:?} cannot be a manifest path")
         })?;
+        check_module(module)?;
+        misplaced_as("--file", &self.files)?;
+        misplaced_as("--dir", &self.dirs)?;
         let mut builder = ManifestBuilder::new();
         builder.add_file(module, script.clone());
         for mount in &self.files {

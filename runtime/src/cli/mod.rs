@@ -4,6 +4,7 @@
 //! failed, 2 for an error that stopped the command (bad input, an unknown job, an unreachable
 //! Redis), 130 when interrupted.
 
+mod escape;
 mod inspect;
 mod job_args;
 mod run;
@@ -12,10 +13,12 @@ mod summary;
 mod watch;
 mod worker;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 use std::time::Duration;
-use wasmjob::storage::{DEFAULT_LEASE_TTL, DEFAULT_PREFIX, DEFAULT_URL, RedisConfig, RedisStore};
+use wasmjob::storage::{
+    DEFAULT_LEASE_TTL, DEFAULT_PREFIX, DEFAULT_URL, RedisConfig, RedisStore, StorageError,
+};
 
 /// Run batches of untrusted WebAssembly tasks: one task per value of a range, each in a fresh
 /// sandbox, in this process or on worker hosts sharing a Redis queue.
@@ -56,7 +59,13 @@ impl Global {
         let mut config = RedisConfig::new(&self.redis);
         config.prefix = self.prefix.clone();
         config.lease_ttl = lease_ttl;
-        Ok(RedisStore::connect(&config).await?)
+        RedisStore::connect(&config).await.map_err(|e| match e {
+            // The library says where a password goes; here is where the URL comes from.
+            StorageError::AuthRequired { .. } | StorageError::AuthFailed { .. } => {
+                anyhow::anyhow!("{e}; the URL is --redis or WASMJOB_REDIS")
+            }
+            e => e.into(),
+        })
     }
 }
 
@@ -84,7 +93,10 @@ enum Command {
 
 /// Parses the command line, runs the command and turns its result into an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     init_logging(matches!(cli.command, Command::Worker(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -113,10 +125,70 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }
+}
+
+/// Prints help and version as clap does; any other command-line error as one line (clap's
+/// own takes three to six: the error, a list, the usage, a hint), exit code 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    // The subcommand's own help has the usage; clap's rendering shows it only sometimes.
+    let command = Cli::command();
+    let help = std::env::args()
+        .skip(1)
+        .find(|arg| command.find_subcommand(arg).is_some())
+        .map_or_else(
+            || "wasmjob --help".to_owned(),
+            |sub| format!("wasmjob {sub} --help"),
+        );
+    eprintln!("error: {} (see {help})", one_line(&e.render().to_string()));
+    ExitCode::from(2)
+}
+
+/// An error message in one line, as the README promises: paragraphs joined by `; `, the lines
+/// of a list after a colon joined by `, ` (by `; ` for `- ` bullets), and clap's usage and hint
+/// to use `--help` left out.
+fn one_line(message: &str) -> String {
+    let mut parts = Vec::new();
+    for paragraph in message.split("\n\n").map(str::trim) {
+        if paragraph.is_empty()
+            || paragraph.starts_with("Usage: ")
+            || paragraph.starts_with("For more information")
+        {
+            continue;
+        }
+        let mut lines = paragraph.lines().map(str::trim).filter(|l| !l.is_empty());
+        let first = lines.next().unwrap_or_default();
+        let rest: Vec<&str> = lines.collect();
+        let bullets = rest.iter().all(|line| line.starts_with("- "));
+        let separator = match (bullets, first.ends_with(':')) {
+            (true, _) => "; ",
+            (false, true) => ", ",
+            (false, false) => " ",
+        };
+        let rest: Vec<&str> = rest
+            .iter()
+            .map(|line| line.strip_prefix("- ").unwrap_or(line))
+            .collect();
+        parts.push(if rest.is_empty() {
+            first.to_owned()
+        } else {
+            format!("{first} {}", rest.join(separator))
+        });
+    }
+    let text = parts.join("; ");
+    text.strip_prefix("error: ").unwrap_or(&text).to_owned()
 }
 
 /// Logs go to stderr, filtered by `WASMJOB_LOG` (e.g. `info`, `wasmjob=debug`): by default
@@ -142,4 +214,34 @@ fn default_cache_dir() -> std::path::PathBuf {
         })
         .unwrap_or_else(std::env::temp_dir)
         .join("wasmjob")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn messages_become_one_line() {
+        let cases = [
+            ("unknown job 01J", "unknown job 01J"),
+            (
+                "error: the following required arguments were not provided:\n  --range <RANGE>\n  \
+                 <MODULE>\n\nUsage: wasmjob submit --range <RANGE> <MODULE>\n\nFor more \
+                 information, try '--help'.\n",
+                "the following required arguments were not provided: --range <RANGE>, <MODULE>",
+            ),
+            (
+                "error: unrecognized subcommand 'statu'\n\n  tip: a similar subcommand exists: \
+                 'status'\n\nUsage: wasmjob [OPTIONS] <COMMAND>\n",
+                "unrecognized subcommand 'statu'; tip: a similar subcommand exists: 'status'",
+            ),
+            (
+                "invalid job spec:\n  - the range is empty, sadly\n  - the log cap 0 B is out",
+                "invalid job spec: the range is empty, sadly; the log cap 0 B is out",
+            ),
+        ];
+        for (message, line) in cases {
+            assert_eq!(one_line(message), line);
+        }
+    }
 }

@@ -73,7 +73,8 @@ pub async fn submit_job(
     if let Err(e) = upload_missing(store, local, spec, &submitted).await {
         // A job whose files never arrive would wait forever; take it back.
         let _ = store.delete(submitted.id).await;
-        return Err(e.context(format!("job {} was withdrawn", submitted.id)));
+        // Said last, after what went wrong: the withdrawal is the consequence, not the cause.
+        return Err(anyhow::anyhow!("{e:#}; the job was withdrawn"));
     }
     Ok(submitted.id)
 }
@@ -111,7 +112,13 @@ async fn upload_missing(
                 bar.set_position(before + sent)
             })
             .await
-            .with_context(|| format!("uploading {path} for job {}", submitted.id))?;
+            .with_context(|| {
+                format!(
+                    "cannot upload {} as {path} for job {}",
+                    host.display(),
+                    submitted.id
+                )
+            })?;
     }
     bar.finish_and_clear();
     Ok(())

@@ -1,6 +1,7 @@
 //! What a finished (or stopped) job looks like to its user: the summary printed at the end and
 //! the per-task JSON lines of `--output`.
 
+use super::escape::printable;
 use serde::Serialize;
 use std::io::Write;
 use std::process::ExitCode;
@@ -90,7 +91,10 @@ impl Summary {
         let rate = self.total as f64 / self.seconds.max(1e-9);
         println!(
             "job {} ({}): {} tasks in {:.2}s ({rate:.0} tasks/s)",
-            self.job, self.name, self.total, self.seconds
+            self.job,
+            printable(&self.name),
+            self.total,
+            self.seconds
         );
         println!(
             "  succeeded  {:>8}  {}",
@@ -120,7 +124,9 @@ impl Summary {
             };
             println!(
                 "  value {}: {} ({} {tries})",
-                failure.value, failure.reason, failure.attempts
+                failure.value,
+                printable(&failure.reason),
+                failure.attempts
             );
         }
         let unlisted = self.failed + self.quarantined - self.failures.len() as u64;

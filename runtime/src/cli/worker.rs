@@ -112,6 +112,21 @@ impl CeilingArgs {
 }
 
 pub async fn worker(args: WorkerArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    // Checked before the heartbeat, which defaults to a third of it: a zero lease is the
+    // mistake, whatever the heartbeat.
+    anyhow::ensure!(
+        !args.lease.is_zero(),
+        "--lease must be above 0s: it is how long a task stays claimed without a heartbeat \
+         (default 30s)"
+    );
+    // The engine reserves address space for the largest memory it allows; above what a 32-bit
+    // memory can address it refuses to start, in terms of its own settings.
+    anyhow::ensure!(
+        args.ceilings.max_memory <= spec::MAX_MEMORY_LIMIT,
+        "--max-memory {} is above the most a job's memory can be: at most {}",
+        units::format_size(args.ceilings.max_memory),
+        units::format_size(spec::MAX_MEMORY_LIMIT)
+    );
     let heartbeat = args.heartbeat.unwrap_or(args.lease / 3);
     anyhow::ensure!(
         heartbeat < args.lease,
@@ -157,7 +172,7 @@ pub async fn worker(args: WorkerArgs, global: &Global) -> anyhow::Result<ExitCod
         host = %config.hostname,
         app = %config.app,
         slots = config.slots,
-        redis = %global.redis,
+        redis = %wasmjob::storage::redact_url(&global.redis),
         cache = %cache_dir.display(),
         "worker started"
     );

@@ -24,7 +24,7 @@ mod memory;
 mod redis;
 
 pub use self::memory::{DEFAULT_LEASE_TTL, MemoryStore};
-pub use self::redis::{DEFAULT_PREFIX, DEFAULT_URL, RedisConfig, RedisStore};
+pub use self::redis::{DEFAULT_PREFIX, DEFAULT_URL, RedisConfig, RedisStore, redact_url};
 
 use crate::limits::{Ceilings, OverCeilings};
 use crate::manifest::{ContentMismatch, Digest, ManifestPath};
@@ -414,12 +414,14 @@ pub enum StorageError {
     /// No blob with this digest is stored.
     #[error("no stored file has sha256 {0}")]
     UnknownBlob(Digest),
+    // These two show their cause in their own text, so they do not give it as their
+    // `source` too: a caller printing the error chain (`{:#}`) would print it twice.
     /// The job spec is invalid.
     #[error("invalid job: {0}")]
-    InvalidSpec(#[from] SpecError),
+    InvalidSpec(SpecError),
     /// The job asks for more than any live worker allows; it was not accepted.
     #[error("no worker would run this job: {0}")]
-    OverCeilings(#[from] OverCeilings),
+    OverCeilings(OverCeilings),
     /// An id could not be parsed.
     #[error("invalid {what} {input:?}: expected a ULID such as 01JD3Q4G7TZ9N8V2K5X6Y1R0AB")]
     InvalidId {
@@ -465,18 +467,69 @@ pub enum StorageError {
         /// What cannot be read.
         reason: String,
     },
+    /// The server wants a password and none was given (Redis's `NOAUTH`).
+    #[error(
+        "{url} requires a password: give it in the URL, as redis://:PASSWORD@HOST:PORT (or \
+         redis://USER:PASSWORD@HOST:PORT for an ACL user)"
+    )]
+    AuthRequired {
+        /// The backend's address, without any password.
+        url: String,
+    },
+    /// The server refused the user or password given (Redis's `WRONGPASS`).
+    #[error("{url} refused the user or password given in the URL ({reason})")]
+    AuthFailed {
+        /// The backend's address, without any password.
+        url: String,
+        /// What the server said.
+        reason: String,
+    },
+    /// Something answers at the address, but not in the Redis protocol.
+    #[error("{url} does not speak the Redis protocol: is it the address of a Redis server?")]
+    NotRedis {
+        /// The backend's address.
+        url: String,
+    },
+    /// The server is at its memory limit and refuses writes (Redis's `OOM`).
+    #[error(
+        "{url} refused a write because it is at its maxmemory (OOM): raise its maxmemory, or \
+         free memory by deleting jobs that are done"
+    )]
+    OutOfMemory {
+        /// The backend's address.
+        url: String,
+    },
     /// The backend failed (connection lost, a server error): the request may be retried.
     #[error("storage backend: {0}")]
     Backend(String),
+}
+
+impl From<SpecError> for StorageError {
+    fn from(e: SpecError) -> Self {
+        StorageError::InvalidSpec(e)
+    }
+}
+
+impl From<OverCeilings> for StorageError {
+    fn from(e: OverCeilings) -> Self {
+        StorageError::OverCeilings(e)
+    }
 }
 
 impl StorageError {
     /// Whether the same request may succeed if retried later (a passing backend fault), as
     /// opposed to a request that is wrong in itself.
     pub fn is_retryable(&self) -> bool {
+        // A server out of memory, or answering with a password or protocol it did not have,
+        // can be put right by its operator while a worker waits: these pass like an outage.
         matches!(
             self,
-            StorageError::Backend(_) | StorageError::Unreachable { .. }
+            StorageError::Backend(_)
+                | StorageError::Unreachable { .. }
+                | StorageError::AuthRequired { .. }
+                | StorageError::AuthFailed { .. }
+                | StorageError::NotRedis { .. }
+                | StorageError::OutOfMemory { .. }
         )
     }
 }

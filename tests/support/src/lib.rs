@@ -175,8 +175,13 @@ impl RedisServer {
     fn wait_until_ready(&self) {
         let started = std::time::Instant::now();
         while started.elapsed() < std::time::Duration::from_secs(10) {
+            // A server started with `--requirepass` answers, but only to say it wants the
+            // password: it is up all the same.
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-                && self.command(&["PING"]) == "+PONG"
+                && matches!(
+                    self.command(&["PING"]).as_str(),
+                    "+PONG" | "-NOAUTH Authentication required."
+                )
             {
                 return;
             }

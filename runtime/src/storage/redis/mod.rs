@@ -117,6 +117,81 @@ impl Drop for WakeListener {
     }
 }
 
+/// A Redis error as a storage error naming the server (`url`, already redacted). The replies
+/// its operator can act on (a password missing or refused, memory full, not a Redis server at
+/// all) get variants of their own; an I/O failure, or any failure while `connecting`, makes
+/// the server unreachable; the rest is a backend failure.
+fn storage_error(url: &str, e: RedisError, connecting: bool) -> StorageError {
+    let url = url.to_owned();
+    // A pipeline fails as a list of its commands' errors: one refused for memory is enough.
+    let has_code = |code: &str| {
+        e.clone()
+            .into_server_errors()
+            .is_some_and(|errors| errors.iter().any(|(_, error)| error.code() == code))
+    };
+    if has_code("NOAUTH") {
+        StorageError::AuthRequired { url }
+    } else if has_code("WRONGPASS") || e.kind() == redis::ErrorKind::AuthenticationFailed {
+        StorageError::AuthFailed {
+            url,
+            reason: e.to_string(),
+        }
+    } else if has_code("OOM") {
+        StorageError::OutOfMemory { url }
+    } else if connecting && e.kind() == redis::ErrorKind::Parse {
+        StorageError::NotRedis { url }
+    } else if connecting
+        // Past the handshake, a reply cut off mid-way parses as garbage: the connection is
+        // replaced, as for the others, and the request may be sent again.
+        || e.kind() == redis::ErrorKind::Parse
+        || e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+    {
+        StorageError::Unreachable {
+            url,
+            reason: e.to_string(),
+        }
+    } else {
+        StorageError::Backend(e.to_string())
+    }
+}
+
+/// `url` with its password, if it has one, replaced by `***`: for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    // The last `@` ends the user information: a password with an unescaped `@` is hidden
+    // whole, never shown in part.
+    let rest = match rest.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => rest.to_owned(),
+        },
+        None => rest.to_owned(),
+    };
+    // `redis+unix://` URLs carry the password as a `pass=` query parameter.
+    let rest = match rest.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<&str> = query
+                .split('&')
+                .map(|pair| {
+                    if pair.starts_with("pass=") {
+                        "pass=***"
+                    } else {
+                        pair
+                    }
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => rest,
+    };
+    format!("{scheme}://{rest}")
+}
+
 /// A task's record as the scripts keep it once an attempt has ended: `"<attempts> <failures>
 /// <lost> <started ms> <finished ms> <task id> <worker instance>"`, `-` where there is none.
 #[derive(Debug, Default)]
@@ -184,13 +259,10 @@ impl RedisStore {
                 config.prefix
             )));
         }
-        let unreachable = |e: RedisError| StorageError::Unreachable {
-            url: config.url.clone(),
-            reason: e.to_string(),
-        };
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
-            StorageError::Backend(format!("invalid Redis URL {:?}: {e}", config.url))
-        })?;
+        // Messages name the server, never its password.
+        let url = redact_url(&config.url);
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| StorageError::Backend(format!("invalid Redis URL {url:?}: {e}")))?;
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))
@@ -198,9 +270,9 @@ impl RedisStore {
         let con = client
             .get_connection_manager_with_config(manager)
             .await
-            .map_err(unreachable)?;
+            .map_err(|e| storage_error(&url, e, true))?;
         let store = RedisStore {
-            url: config.url.clone(),
+            url,
             client,
             con,
             keys: Keys::new(&config.prefix),
@@ -250,21 +322,7 @@ impl RedisStore {
     }
 
     fn error(&self, e: RedisError) -> StorageError {
-        // A reply cut off mid-way parses as garbage: the connection is replaced, as for the
-        // others, and the request may be sent again.
-        if e.is_io_error()
-            || e.is_timeout()
-            || e.is_connection_dropped()
-            || e.is_connection_refusal()
-            || e.kind() == redis::ErrorKind::Parse
-        {
-            StorageError::Unreachable {
-                url: self.url.clone(),
-                reason: e.to_string(),
-            }
-        } else {
-            StorageError::Backend(e.to_string())
-        }
+        storage_error(&self.url, e, false)
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StorageError> {
@@ -1076,12 +1134,12 @@ impl SubmitterStore for RedisStore {
         let spec: Option<String> = self.run(&SCRIPTS.delete, job, &[]).await?;
         self.forget(job);
         self.dequeue(job).await?;
-        self.query::<i64>(
-            redis::cmd("ZREM")
-                .arg(self.keys.jobs())
-                .arg(job.to_string()),
-        )
-        .await?;
+        // Out of the index of jobs, and of the uploads awaited: a job withdrawn by its
+        // submitter leaves nothing for the reaper to find.
+        for index in [self.keys.jobs(), self.keys.uploading()] {
+            self.query::<i64>(redis::cmd("ZREM").arg(index).arg(job.to_string()))
+                .await?;
+        }
         let spec = spec.ok_or(StorageError::UnknownJob(job))?;
         // The job is gone; letting go of its files is best effort: should it fail, they are
         // merely kept.
@@ -1318,5 +1376,32 @@ impl WorkerStore for RedisStore {
         }
         self.remove_abandoned_uploads().await?;
         Ok(reaped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn a_url_is_shown_without_its_password() {
+        let cases = [
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            ("redis://:secret@host:6379", "redis://:***@host:6379"),
+            (
+                "redis://user:secret@host:6379/2",
+                "redis://user:***@host:6379/2",
+            ),
+            ("redis://user@host", "redis://user@host"),
+            ("rediss://:a@b@host", "rediss://:***@host"),
+            (
+                "redis+unix:///run/redis.sock?db=1&pass=secret",
+                "redis+unix:///run/redis.sock?db=1&pass=***",
+            ),
+            ("not a url", "not a url"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
     }
 }
