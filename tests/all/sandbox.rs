@@ -186,6 +186,22 @@ async fn hostile_guests_cannot_starve_or_exhaust_the_host() {
             },
         ),
         (
+            "500,000 clock subscriptions in one poll",
+            // Zeroed subscriptions are relative realtime clocks with no timeout, all ready at
+            // once; the guest exits with the poll's errno. 48 is ENOMEM.
+            wat(r#"(module
+                     (import "wasi_snapshot_preview1" "poll_oneoff"
+                       (func $poll_oneoff (param i32 i32 i32 i32) (result i32)))
+                     (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+                     (memory (export "memory") 640)
+                     (func (export "_start")
+                       (call $exit (call $poll_oneoff
+                         (i32.const 0) (i32.const 24000000) (i32.const 500000)
+                         (i32.const 40000000)))))"#),
+            "exit code 48",
+            |_| {},
+        ),
+        (
             "a recursion without end",
             wat(r#"(module
                      (func $down (param i32) (result i32)
