@@ -263,19 +263,20 @@ local function lose_attempt(sets, value, lease, now)
   return retry
 end
 
--- The job's value sets and policy (with `set_aside`, the reason, once it is set aside); nil
+-- The job's value sets and policy (with `set_aside`, the reason, once it is set aside, and
+-- `held_back`, the note of a worker that cannot run it, while there is one); nil
 -- when the job does not exist; false and the reason when its state cannot be read (forged, or
 -- written by something else).
 local function load_sets()
   local ok, s = pcall(redis.call, 'HMGET', KEYS[K_STATE], 'pending', 'succeeded', 'failed',
-    'quarantined', 'max_retries', 'max_lost', 'max_concurrency', 'corrupt')
+    'quarantined', 'max_retries', 'max_lost', 'max_concurrency', 'corrupt', 'held_back')
   if not ok then
     return false, 'its state is not a hash'
   end
   if not s[5] and redis.call('EXISTS', KEYS[K_STATE]) == 0 then
     return nil
   end
-  local sets = { set_aside = s[8] }
+  local sets = { set_aside = s[8], held_back = s[9] }
   for i, name in ipairs({ 'pending', 'succeeded', 'failed', 'quarantined' }) do
     local set, why = decode_set(s[i])
     if not set then

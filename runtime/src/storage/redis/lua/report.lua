@@ -93,7 +93,9 @@ end
 if #results > 0 then
   redis.call('HSET', KEYS[K_RESULTS], unpack(results))
   -- A task ran: whatever held the job back on some worker is over.
-  redis.call('HDEL', KEYS[K_STATE], 'held_back')
+  if sets.held_back then
+    redis.call('HDEL', KEYS[K_STATE], 'held_back')
+  end
 end
 if #records > 0 then
   redis.call('HSET', KEYS[K_TASKS], unpack(records))
