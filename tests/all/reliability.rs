@@ -254,6 +254,55 @@ async fn a_fault_of_the_workers_host_holds_the_job_back_without_spinning_or_char
 }
 
 #[tokio::test]
+async fn a_job_this_host_cannot_prepare_costs_its_tasks_no_retry() {
+    let server = RedisServer::start();
+    let store = connect(&server).await;
+    let cache = tempfile::tempdir().unwrap();
+    let worker = WorkerProcess::start_in_cache(&server.url(), "host", cache.path(), &[]);
+    // The worker made its blob cache at start; now it cannot store a downloaded file there.
+    let blobs = cache.path().join("blobs");
+    eventually("the worker to start", PATIENCE, || async { blobs.is_dir() }).await;
+    std::fs::remove_dir_all(&blobs).unwrap();
+    std::fs::write(&blobs, "not a directory").unwrap();
+    // With no retries, a task charged for this host's fault would fail for good.
+    let job = submit(
+        &server,
+        "behave",
+        &[
+            "--range",
+            "1..=4",
+            "--max-retries",
+            "0",
+            "--meta",
+            "do=echo",
+        ],
+    );
+    eventually("the job to be held back", PATIENCE, || async {
+        store.status(job).await.unwrap().held_back.is_some()
+    })
+    .await;
+    let status = store.status(job).await.unwrap();
+    let note = status.held_back.clone().unwrap();
+    assert!(note.contains("cache directory"), "{note}");
+    assert!(status.failed.is_empty(), "{status:?}");
+    for value in 1..=4 {
+        let info = store.info(job, value).await.unwrap();
+        assert_eq!((info.attempts, info.failures), (0, 0), "{info:?}");
+    }
+
+    std::fs::remove_file(&blobs).unwrap();
+    std::fs::create_dir(&blobs).unwrap();
+    wait_done(&store, job).await;
+    let status = store.status(job).await.unwrap();
+    assert_eq!(status.succeeded.len(), 4, "{status:?}\n{}", worker.log());
+    for value in 1..=4 {
+        let info = store.info(job, value).await.unwrap();
+        assert_eq!((info.attempts, info.failures), (1, 0), "{info:?}");
+    }
+    check_invariants(&store, job).await;
+}
+
+#[tokio::test]
 async fn every_lease_of_killed_workers_is_recovered_by_one_new_worker() {
     let server = RedisServer::start();
     let store = connect(&server).await;

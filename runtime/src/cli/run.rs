@@ -65,7 +65,7 @@ pub async fn run(args: RunArgs, json: bool) -> anyhow::Result<ExitCode> {
         pooled_instances: super::worker::pool_size(config.slots),
         ..ExecutorConfig::default()
     })?);
-    let worker = Arc::new(Worker::new(Arc::clone(&store), executor, config)?);
+    let worker = Worker::new(Arc::clone(&store), executor, config)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(worker.run(async {
         let _ = stopped.await;

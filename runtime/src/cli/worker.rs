@@ -143,7 +143,6 @@ pub async fn worker(args: WorkerArgs, global: &Global) -> anyhow::Result<ExitCod
     config.app = args.app;
     config.hostname = args.hostname.unwrap_or_else(hostname);
     config.grace = args.grace;
-    config.lease_ttl = args.lease;
     config.heartbeat_interval = heartbeat;
     config.reap_interval = args.reap_interval;
     config.ceilings = args.ceilings.ceilings();
@@ -166,7 +165,7 @@ pub async fn worker(args: WorkerArgs, global: &Global) -> anyhow::Result<ExitCod
     })?);
     std::fs::create_dir_all(cache_dir.join("scratch"))
         .with_context(|| format!("cannot create {}", cache_dir.join("scratch").display()))?;
-    let worker = Arc::new(Worker::new(store, executor, config.clone())?);
+    let worker = Worker::new(store, executor, config.clone())?;
     tracing::info!(
         worker = %worker.id().instance,
         host = %config.hostname,

@@ -621,6 +621,10 @@ pub trait SubmitterStore: Send + Sync {
 
 /// The worker's side of the queue.
 pub trait WorkerStore: Send + Sync {
+    /// How long a lease lasts between heartbeats: a worker that cannot renew one within this
+    /// stops the attempt itself.
+    fn lease_ttl(&self) -> Duration;
+
     /// Announces the worker and the ceilings it accepts, or renews the announcement. Call it
     /// before the first claim and then well within every [`WORKER_TTL`].
     fn register(
