@@ -99,7 +99,7 @@ impl RedisStore {
                 match (size, chunk) {
                     (Some(size), Some(chunk)) if chunk > 0 => (size, chunk),
                     _ => {
-                        return Err(StorageError::Backend(format!(
+                        return Err(StorageError::corrupt(format!(
                             "stored file {digest} has no size"
                         )));
                     }
@@ -111,7 +111,7 @@ impl RedisStore {
                 (size, CHUNK as u64)
             }
             other => {
-                return Err(StorageError::Backend(format!(
+                return Err(StorageError::corrupt(format!(
                     "stored file {digest} is a Redis {other}, not a file"
                 )));
             }

@@ -120,7 +120,8 @@ impl Drop for WakeListener {
 /// A Redis error as a storage error naming the server (`url`, already redacted). The replies
 /// its operator can act on (a password missing or refused, memory full, not a Redis server at
 /// all) get variants of their own; an I/O failure, or any failure while `connecting`, makes
-/// the server unreachable; the rest is a backend failure.
+/// the server unreachable; a reply of a type the request does not expect is corrupt; the rest
+/// is a failure of the backend, which may pass.
 fn storage_error(url: &str, e: RedisError, connecting: bool) -> StorageError {
     let url = url.to_owned();
     // A pipeline fails as a list of its commands' errors: one refused for memory is enough.
@@ -153,8 +154,14 @@ fn storage_error(url: &str, e: RedisError, connecting: bool) -> StorageError {
             url,
             reason: e.to_string(),
         }
+    } else if e.kind() == redis::ErrorKind::UnexpectedReturnType {
+        // A whole reply of the wrong type: asking again gets the same.
+        StorageError::corrupt_because("a reply of a type the request does not expect", e)
     } else {
-        StorageError::Backend(e.to_string())
+        StorageError::Backend {
+            url,
+            source: Box::new(e),
+        }
     }
 }
 
@@ -254,15 +261,21 @@ impl RedisStore {
     /// reached.
     pub async fn connect(config: &RedisConfig) -> Result<Self, StorageError> {
         if config.prefix.is_empty() || config.prefix.contains(['{', '}']) {
-            return Err(StorageError::Backend(format!(
-                "invalid key prefix {:?}: it must be non-empty and contain no braces",
-                config.prefix
-            )));
+            return Err(StorageError::Config {
+                reason: format!(
+                    "invalid key prefix {:?}: it must be non-empty and contain no braces",
+                    config.prefix
+                ),
+                source: None,
+            });
         }
         // Messages name the server, never its password.
         let url = redact_url(&config.url);
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| StorageError::Backend(format!("invalid Redis URL {url:?}: {e}")))?;
+        let client =
+            redis::Client::open(config.url.as_str()).map_err(|e| StorageError::Config {
+                reason: format!("invalid Redis URL {url:?}"),
+                source: Some(Box::new(e)),
+            })?;
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))
@@ -514,7 +527,9 @@ impl RedisStore {
             Ok(claimed) => Ok(claimed),
             Err(e @ StorageError::Unreachable { .. }) => Err(e),
             Err(e) => {
-                tracing::warn!(%job, "cannot claim from this job, trying the next: {e}");
+                // As a field, so that the log shows the error's sources too.
+                let error: &(dyn std::error::Error + 'static) = &e;
+                tracing::warn!(%job, error, "cannot claim from this job, trying the next");
                 failed.get_or_insert(e);
                 Ok(None)
             }
@@ -794,7 +809,7 @@ async fn listen_for_work(
 }
 
 fn corrupt(what: &str) -> StorageError {
-    StorageError::Backend(format!("unexpected reply from Redis: {what}"))
+    StorageError::corrupt(what)
 }
 
 /// How many overdue jobs one reap looks at; the rest wait for the next, longest overdue first.
@@ -820,7 +835,9 @@ fn parse_lease(job: JobId, fields: &[String]) -> Result<Lease, StorageError> {
     };
     Ok(Lease {
         job,
-        task: task.parse()?,
+        task: task
+            .parse()
+            .map_err(|e| StorageError::corrupt_because("a lease's task id", e))?,
         value: value.parse().map_err(|_| corrupt("a lease value"))?,
         attempt: attempt.parse().map_err(|_| corrupt("a lease attempt"))?,
         alone: alone == "1",
@@ -875,7 +892,8 @@ impl SubmitterStore for RedisStore {
             .flat_map(|(paths, _)| paths.iter().map(|p| (*p).clone()))
             .collect();
 
-        let json = serde_json::to_string(spec).map_err(|e| StorageError::Backend(e.to_string()))?;
+        let json = serde_json::to_string(spec)
+            .map_err(|e| StorageError::corrupt_because("a job spec that JSON cannot hold", e))?;
         let pending = format_set(&spec.range);
         let max_retries = spec.max_retries.to_string();
         let max_lost = spec.max_lost.to_string();
@@ -1054,7 +1072,10 @@ impl SubmitterStore for RedisStore {
         };
         let lease = lease.map(|text| ActiveLease::parse(&text)).transpose()?;
         let worker = match worker {
-            Some(json) => Some(serde_json::from_slice(&json).map_err(|_| corrupt("a worker"))?),
+            Some(json) => Some(
+                serde_json::from_slice(&json)
+                    .map_err(|e| StorageError::corrupt_because("a worker", e))?,
+            ),
             None => None,
         };
         let mut info = TaskInfo {
@@ -1118,8 +1139,8 @@ impl SubmitterStore for RedisStore {
             let (seen_at, record) = entry
                 .split_once(' ')
                 .ok_or_else(|| corrupt("a worker entry"))?;
-            let record: WorkerRecord =
-                serde_json::from_str(record).map_err(|_| corrupt("a worker record"))?;
+            let record: WorkerRecord = serde_json::from_str(record)
+                .map_err(|e| StorageError::corrupt_because("a worker record", e))?;
             workers.push(RegisteredWorker {
                 worker: record.worker,
                 ceilings: record.ceilings,
@@ -1165,7 +1186,7 @@ impl WorkerStore for RedisStore {
             worker: worker.clone(),
             ceilings: *ceilings,
         })
-        .map_err(|e| StorageError::Backend(e.to_string()))?;
+        .map_err(|e| StorageError::corrupt_because("a worker record that JSON cannot hold", e))?;
         let instance = worker.instance.to_string();
         let args: [&[u8]; 2] = [instance.as_bytes(), record.as_bytes()];
         self.run_on::<i64, _>(&SCRIPTS.register, self.keys.workers(), &args)
@@ -1208,8 +1229,8 @@ impl WorkerStore for RedisStore {
             .unwrap_or_else(|e| e.into_inner())
             .get(&worker.instance)
             .copied();
-        let worker =
-            serde_json::to_string(worker).map_err(|e| StorageError::Backend(e.to_string()))?;
+        let worker = serde_json::to_string(worker)
+            .map_err(|e| StorageError::corrupt_because("a worker that JSON cannot hold", e))?;
         // Subscribed before looking, so work that appears in between still wakes us.
         let mut work = self.wake_receiver().await?;
         let give_up = tokio::time::Instant::now() + wait;
@@ -1361,7 +1382,9 @@ impl WorkerStore for RedisStore {
                 Err(e @ StorageError::Unreachable { .. }) => return Err(e),
                 // One job's fault is no reason to leave the others' expired leases.
                 Err(e) => {
-                    tracing::warn!(%job, "cannot reap this job's leases: {e}");
+                    // As a field, so that the log shows the error's sources too.
+                    let error: &(dyn std::error::Error + 'static) = &e;
+                    tracing::warn!(%job, error, "cannot reap this job's leases");
                     continue;
                 }
             };
