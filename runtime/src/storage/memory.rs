@@ -425,6 +425,10 @@ impl SubmitterStore for MemoryStore {
 }
 
 impl WorkerStore for MemoryStore {
+    fn lease_ttl(&self) -> Duration {
+        self.lease_ttl
+    }
+
     async fn register(&self, worker: &WorkerId, ceilings: &Ceilings) -> Result<(), StorageError> {
         let registered = RegisteredWorker {
             worker: worker.clone(),

@@ -470,6 +470,10 @@ pub trait SubmitterStore: Send + Sync {
 
 /// The worker's side of the queue.
 pub trait WorkerStore: Send + Sync {
+    /// How long a lease lasts without a heartbeat: the store's setting, which a worker asks for
+    /// rather than keeping a copy (it heartbeats well within it, and retries a report no longer).
+    fn lease_ttl(&self) -> Duration;
+
     /// Announces the worker and the ceilings it accepts, or renews the announcement. Call it
     /// before the first claim and then well within every [`WORKER_TTL`].
     fn register(

@@ -1181,6 +1181,10 @@ struct WorkerRecord {
 }
 
 impl WorkerStore for RedisStore {
+    fn lease_ttl(&self) -> Duration {
+        self.lease_ttl
+    }
+
     async fn register(&self, worker: &WorkerId, ceilings: &Ceilings) -> Result<(), StorageError> {
         let record = serde_json::to_string(&WorkerRecord {
             worker: worker.clone(),
