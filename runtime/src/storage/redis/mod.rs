@@ -354,13 +354,6 @@ impl RedisStore {
         self.run_on(script, self.keys.job(job), args).await
     }
 
-    /// A job's keys and the lease index: what the scripts that take or reap leases change.
-    fn leasing_keys(&self, job: JobId) -> Vec<String> {
-        let mut keys = self.keys.job(job);
-        keys.push(self.keys.leased());
-        keys
-    }
-
     /// Makes a job whose files are all stored claimable, and wakes idle workers.
     async fn enqueue(&self, job: JobId, priority: Priority) -> Result<(), StorageError> {
         let mut pipe = redis::pipe();
@@ -598,7 +591,7 @@ impl RedisStore {
             id.as_bytes(),
         ];
         let reply: Vec<String> = self
-            .run_on(&SCRIPTS.claim, self.leasing_keys(job), &args)
+            .run_on(&SCRIPTS.claim, self.keys.leasing(job), &args)
             .await?;
         match reply.first().map(String::as_str) {
             Some("ok") => {
@@ -1307,7 +1300,7 @@ impl WorkerStore for RedisStore {
                 ]);
             }
             let reply: Vec<String> = self
-                .run_on(&SCRIPTS.report, self.leasing_keys(job), &args)
+                .run_on(&SCRIPTS.report, self.keys.leasing(job), &args)
                 .await?;
             let (done, answers) = reply
                 .split_first()
@@ -1379,7 +1372,7 @@ impl WorkerStore for RedisStore {
             };
             let args: [&[u8]; 2] = [channel.as_bytes(), id.as_bytes()];
             let counts: Vec<u64> = match self
-                .run_on(&SCRIPTS.reap, self.leasing_keys(job), &args)
+                .run_on(&SCRIPTS.reap, self.keys.leasing(job), &args)
                 .await
             {
                 Ok(counts) => counts,
