@@ -25,7 +25,6 @@ mod memory;
 mod redis;
 
 pub use self::error::StorageError;
-
 pub use self::memory::{DEFAULT_LEASE_TTL, MemoryStore};
 pub use self::redis::{DEFAULT_PREFIX, DEFAULT_URL, RedisConfig, RedisStore, redact_url};
 

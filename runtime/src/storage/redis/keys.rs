@@ -14,6 +14,7 @@ pub(super) struct Keys {
 }
 
 impl Keys {
+    /// The keys under `prefix`.
     pub(super) fn new(prefix: &str) -> Self {
         Keys {
             prefix: prefix.to_owned(),

@@ -66,6 +66,7 @@ pub(super) struct Scripts {
     pub(super) blob_commit: Script,
 }
 
+/// Every script but the submit, built once.
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     uploaded: with_prelude(include_str!("lua/uploaded.lua")),
     claim: with_prelude(include_str!("lua/claim.lua")),
