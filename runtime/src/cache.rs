@@ -37,12 +37,13 @@ pub enum CacheError {
         mismatch: ContentMismatch,
     },
     /// Fetching the bytes failed.
-    #[error("cannot fetch {path}: {reason}")]
+    #[error("cannot fetch {path}")]
     Fetch {
         /// The manifest path of the file.
         path: String,
-        /// Why.
-        reason: String,
+        /// Why: the store's error, most often.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
     /// The cache directory could not be written.
     #[error("cache directory {path}: {source}")]
@@ -134,7 +135,7 @@ impl BlobCache {
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<u8>, E>>,
-        E: std::fmt::Display,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
         let cached = self.blob_path(&entry.sha256);
         if let Ok(bytes) = tokio::fs::read(&cached).await {
@@ -145,7 +146,7 @@ impl BlobCache {
         }
         let bytes = fetch().await.map_err(|e| CacheError::Fetch {
             path: path.to_owned(),
-            reason: e.to_string(),
+            source: e.into(),
         })?;
         entry
             .verify(&bytes)
@@ -186,7 +187,7 @@ impl BlobCache {
     where
         F: Fn(Digest) -> Fut,
         Fut: Future<Output = Result<Vec<u8>, E>>,
-        E: std::fmt::Display,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
         let tree = JobTree {
             path: self.trees.dir.join(ulid::Ulid::new().to_string()),

@@ -20,16 +20,18 @@
 //! What is *not* here: running guests (the executor), the worker's scheduling (the worker), and
 //! the on-disk blob cache of a worker host.
 
+mod error;
 mod memory;
 mod redis;
 
+pub use self::error::{StorageError, with_causes};
 pub use self::memory::{DEFAULT_LEASE_TTL, MemoryStore};
 pub use self::redis::{DEFAULT_PREFIX, DEFAULT_URL, RedisConfig, RedisStore, redact_url};
 
 use crate::limits::{Ceilings, OverCeilings};
-use crate::manifest::{ContentMismatch, Digest, ManifestPath};
+use crate::manifest::{Digest, ManifestPath};
 use crate::range::RangeSet;
-use crate::spec::{JobSpec, Priority, SpecError};
+use crate::spec::{JobSpec, Priority};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::future::Future;
@@ -380,160 +382,6 @@ pub struct Reaped {
     pub quarantined: u64,
 }
 
-/// A storage failure, typed so that callers can tell a wrong request from a passing fault.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StorageError {
-    /// No job has this id (it never existed or was deleted).
-    #[error("unknown job {0}")]
-    UnknownJob(JobId),
-    /// The value is not in the job's range.
-    #[error("value {value} is not in the range of job {job}")]
-    UnknownValue {
-        /// The job.
-        job: JobId,
-        /// The value.
-        value: u64,
-    },
-    /// The uploaded path is not a file of the job's manifest.
-    #[error("{path} is not a file of the manifest of job {job}")]
-    NotInManifest {
-        /// The job.
-        job: JobId,
-        /// The path uploaded.
-        path: ManifestPath,
-    },
-    /// The bytes are not the content the manifest names.
-    #[error("{path}: the upload does not match the manifest: {mismatch}")]
-    HashMismatch {
-        /// The path.
-        path: ManifestPath,
-        /// What was expected and what came.
-        mismatch: ContentMismatch,
-    },
-    /// No blob with this digest is stored.
-    #[error("no stored file has sha256 {0}")]
-    UnknownBlob(Digest),
-    // These two show their cause in their own text, so they do not give it as their
-    // `source` too: a caller printing the error chain (`{:#}`) would print it twice.
-    /// The job spec is invalid.
-    #[error("invalid job: {0}")]
-    InvalidSpec(SpecError),
-    /// The job asks for more than any live worker allows; it was not accepted.
-    #[error("no worker would run this job: {0}")]
-    OverCeilings(OverCeilings),
-    /// An id could not be parsed.
-    #[error("invalid {what} {input:?}: expected a ULID such as 01JD3Q4G7TZ9N8V2K5X6Y1R0AB")]
-    InvalidId {
-        /// Which kind of id.
-        what: &'static str,
-        /// What was given.
-        input: String,
-    },
-    /// The backend cannot be reached (refused, timed out, the connection dropped): the request
-    /// may succeed when retried.
-    #[error("cannot reach {url}: {reason}")]
-    Unreachable {
-        /// The backend's address.
-        url: String,
-        /// What went wrong.
-        reason: String,
-    },
-    /// The backend is set up in a way that can lose accepted work; the reason says how to fix
-    /// it.
-    #[error("refusing to use {url}: {reason}")]
-    UnsafeConfig {
-        /// The backend's address.
-        url: String,
-        /// What is wrong and how to fix it.
-        reason: String,
-    },
-    /// The backend no longer holds the queue this store connected to: it restarted without its
-    /// data, or was flushed. Jobs and results stored before are gone.
-    #[error(
-        "{url} lost its data (it restarted without persistence, or was flushed): jobs and results \
-         stored before are gone; see the README's Durability section"
-    )]
-    DataLost {
-        /// The backend's address.
-        url: String,
-    },
-    /// The job's spec or state in the backend cannot be read (written there by something other
-    /// than wasmjob, or damaged): the job was set aside and runs no more.
-    #[error("job {job} is set aside: {reason}")]
-    SetAside {
-        /// The job.
-        job: JobId,
-        /// What cannot be read.
-        reason: String,
-    },
-    /// The server wants a password and none was given (Redis's `NOAUTH`).
-    #[error(
-        "{url} requires a password: give it in the URL, as redis://:PASSWORD@HOST:PORT (or \
-         redis://USER:PASSWORD@HOST:PORT for an ACL user)"
-    )]
-    AuthRequired {
-        /// The backend's address, without any password.
-        url: String,
-    },
-    /// The server refused the user or password given (Redis's `WRONGPASS`).
-    #[error("{url} refused the user or password given in the URL ({reason})")]
-    AuthFailed {
-        /// The backend's address, without any password.
-        url: String,
-        /// What the server said.
-        reason: String,
-    },
-    /// Something answers at the address, but not in the Redis protocol.
-    #[error("{url} does not speak the Redis protocol: is it the address of a Redis server?")]
-    NotRedis {
-        /// The backend's address.
-        url: String,
-    },
-    /// The server is at its memory limit and refuses writes (Redis's `OOM`).
-    #[error(
-        "{url} refused a write because it is at its maxmemory (OOM): raise its maxmemory, or \
-         free memory by deleting jobs that are done"
-    )]
-    OutOfMemory {
-        /// The backend's address.
-        url: String,
-    },
-    /// The backend failed (connection lost, a server error): the request may be retried.
-    #[error("storage backend: {0}")]
-    Backend(String),
-}
-
-impl From<SpecError> for StorageError {
-    fn from(e: SpecError) -> Self {
-        StorageError::InvalidSpec(e)
-    }
-}
-
-impl From<OverCeilings> for StorageError {
-    fn from(e: OverCeilings) -> Self {
-        StorageError::OverCeilings(e)
-    }
-}
-
-impl StorageError {
-    /// Whether the same request may succeed if retried later (a passing backend fault), as
-    /// opposed to a request that is wrong in itself.
-    pub fn is_retryable(&self) -> bool {
-        // A server out of memory, or answering with a password or protocol it did not have,
-        // can be put right by its operator while a worker waits: these pass like an outage.
-        matches!(
-            self,
-            StorageError::Backend(_)
-                | StorageError::Unreachable { .. }
-                | StorageError::AuthRequired { .. }
-                | StorageError::AuthFailed { .. }
-                | StorageError::NotRedis { .. }
-                | StorageError::OutOfMemory { .. }
-        )
-    }
-}
-
 /// Checks an upload against the job's manifest; the file's entry when the bytes are its content.
 fn check_upload(
     job: JobId,
@@ -621,8 +469,8 @@ pub trait SubmitterStore: Send + Sync {
 
 /// The worker's side of the queue.
 pub trait WorkerStore: Send + Sync {
-    /// How long a lease lasts between heartbeats: a worker that cannot renew one within this
-    /// stops the attempt itself.
+    /// How long a lease lasts without a heartbeat: the store's setting, which a worker asks for
+    /// rather than keeping a copy (it heartbeats well within it, and retries a report no longer).
     fn lease_ttl(&self) -> Duration;
 
     /// Announces the worker and the ceilings it accepts, or renews the announcement. Call it

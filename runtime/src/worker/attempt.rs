@@ -14,7 +14,7 @@ use crate::executor::{
     Attempt, AttemptControl, AttemptReport, ExecutorError, TaskLimits, TaskModule,
 };
 use crate::spec::JobSpec;
-use crate::storage::{Heartbeat, JobId, Lease, Report, TaskId, Verdict, WorkerStore};
+use crate::storage::{Heartbeat, JobId, Lease, Report, TaskId, Verdict, WorkerStore, with_causes};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -138,7 +138,7 @@ impl<S: WorkerStore + 'static> Shared<S> {
                     ));
                 }
                 Err(e @ (PrepareError::HostFault(_) | PrepareError::Damaged { .. })) => {
-                    self.hold_back(job, &e.to_string()).await;
+                    self.hold_back(job, &with_causes(&e)).await;
                     return untried();
                 }
             };
@@ -158,7 +158,7 @@ impl<S: WorkerStore + 'static> Shared<S> {
                     self.verdict(job, &lease, report, &control)
                 }
                 Err(host_fault) => {
-                    self.hold_back(job, &host_fault.to_string()).await;
+                    self.hold_back(job, &with_causes(&host_fault)).await;
                     untried()
                 }
             }
@@ -291,7 +291,7 @@ impl<S: WorkerStore + 'static> Shared<S> {
                 Ok(Ok(Heartbeat::Continue { .. })) => renewed = sent,
                 Ok(Ok(Heartbeat::Stop)) => control.stop(StopReason::LeaseLost),
                 Ok(Err(e)) => {
-                    tracing::warn!(job = %lease.job, value = lease.value, "heartbeat failed: {e}")
+                    tracing::warn!(job = %lease.job, value = lease.value, "heartbeat failed: {}", with_causes(&e))
                 }
                 Err(_) => {
                     tracing::warn!(job = %lease.job, value = lease.value, "heartbeat timed out")

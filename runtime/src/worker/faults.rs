@@ -7,7 +7,7 @@
 //! failures count as host faults is decided where they happen (the job registry and the
 //! attempt); this room only keeps the back-offs.
 
-use crate::storage::{JobId, WorkerStore};
+use crate::storage::{JobId, WorkerStore, with_causes};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -89,7 +89,7 @@ impl HostFaults {
             humantime::format_duration(delay)
         );
         if let Err(e) = store.hold_back(job, &note).await {
-            tracing::warn!(%job, "cannot note why the job is held back: {e}");
+            tracing::warn!(%job, "cannot note why the job is held back: {}", with_causes(&e));
         }
     }
 

@@ -12,7 +12,7 @@ use crate::cache::{BlobCache, CacheError, JobTree};
 use crate::executor::{Executor, InvalidModule, TaskModule};
 use crate::manifest::{ContentMismatch, Digest, ManifestPath};
 use crate::spec::JobSpec;
-use crate::storage::{JobId, WorkerStore};
+use crate::storage::{JobId, WorkerStore, with_causes};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -199,7 +199,7 @@ impl Jobs {
         if let Err(PrepareError::Damaged { path, mismatch }) = &tree
             && let Err(e) = store.drop_damaged(&mismatch.expected).await
         {
-            tracing::warn!(%job, "cannot drop the damaged copy of {path}: {e}");
+            tracing::warn!(%job, "cannot drop the damaged copy of {path}: {}", with_causes(&e));
         }
         let tree = tree?;
         // A module this worker compiled for another job is not read again.

@@ -45,7 +45,7 @@ use self::pacing::{Backoff, Pace};
 use self::reporter::Reporter;
 use crate::cache::{BlobCache, CacheError};
 use crate::executor::Executor;
-use crate::storage::{Claim, Report, StorageError, WorkerId, WorkerStore};
+use crate::storage::{Claim, Report, StorageError, WorkerId, WorkerStore, with_causes};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,6 +63,13 @@ pub enum WorkerError {
     /// The cache directory is unusable.
     #[error(transparent)]
     Cache(#[from] CacheError),
+}
+
+/// Whether the worker goes on after `e` from a claim or a reap: a passing fault of the store,
+/// or data of one job it cannot read (the store sets such a job aside; the others still run).
+/// What concerns the whole queue (a bad URL or prefix, a server that lost its data) stops it.
+fn passes(e: &StorageError) -> bool {
+    e.is_retryable() || matches!(e, StorageError::Corrupt { .. })
 }
 
 /// Counts of what a worker did, for its exit log and for tests.
@@ -178,7 +185,10 @@ impl<S: WorkerStore + 'static> Worker<S> {
             );
         }
         if let Err(e) = shared.store.unregister(&shared.id).await {
-            tracing::warn!("cannot withdraw this worker's registration: {e}");
+            tracing::warn!(
+                "cannot withdraw this worker's registration: {}",
+                with_causes(&e)
+            );
         }
         outcome.map(|()| shared.counts.stats())
     }
@@ -200,7 +210,10 @@ impl<S: WorkerStore + 'static> Shared<S> {
             match self.store.register(&self.id, &self.config.ceilings).await {
                 Ok(()) => break,
                 Err(e) if e.is_retryable() => {
-                    tracing::warn!("cannot register with the queue, retrying: {e}");
+                    tracing::warn!(
+                        "cannot register with the queue, retrying: {}",
+                        with_causes(&e)
+                    );
                     tokio::select! {
                         () = backoff.wait() => {}
                         () = &mut shutdown => return Ok(()),
@@ -250,9 +263,9 @@ impl<S: WorkerStore + 'static> Shared<S> {
             match claimed {
                 Ok(Some(claim)) => self.spawn_tasks(claim, tasks),
                 Ok(None) => {}
-                Err(e) if stopping && e.is_retryable() => {}
-                Err(e) if e.is_retryable() => {
-                    tracing::warn!("claiming failed, retrying: {e}");
+                Err(e) if stopping && passes(&e) => {}
+                Err(e) if passes(&e) => {
+                    tracing::warn!("claiming failed, retrying: {}", with_causes(&e));
                     backoff.wait().await;
                 }
                 Err(e) => return Err(e.into()),
@@ -268,12 +281,15 @@ impl<S: WorkerStore + 'static> Shared<S> {
     async fn look_around(&self) -> Result<(), WorkerError> {
         match self.store.check().await {
             Ok(()) => {}
-            Err(e @ StorageError::DataLost { .. }) => tracing::error!("{e}"),
-            Err(e) => tracing::warn!("cannot check the queue: {e}"),
+            Err(e @ StorageError::DataLost { .. }) => tracing::error!("{}", with_causes(&e)),
+            Err(e) => tracing::warn!("cannot check the queue: {}", with_causes(&e)),
         }
         self.jobs.forget_idle();
         if let Err(e) = self.store.register(&self.id, &self.config.ceilings).await {
-            tracing::warn!("cannot renew this worker's registration: {e}");
+            tracing::warn!(
+                "cannot renew this worker's registration: {}",
+                with_causes(&e)
+            );
         }
         match self.store.reap().await {
             Ok(reaped) if reaped.requeued + reaped.quarantined > 0 => {
@@ -284,7 +300,7 @@ impl<S: WorkerStore + 'static> Shared<S> {
                 );
             }
             Ok(_) => {}
-            Err(e) if e.is_retryable() => tracing::warn!("reaping failed: {e}"),
+            Err(e) if passes(&e) => tracing::warn!("reaping failed: {}", with_causes(&e)),
             Err(e) => return Err(e.into()),
         }
         Ok(())

@@ -9,7 +9,7 @@
 use super::Counts;
 use super::admission::Admission;
 use super::pacing::Backoff;
-use crate::storage::{Ack, Report, WorkerStore};
+use crate::storage::{Ack, Report, WorkerStore, with_causes};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -95,13 +95,18 @@ impl<S: WorkerStore> Reporter<S> {
                     return;
                 }
                 Err(e) if e.is_retryable() && Instant::now() < give_up => {
-                    tracing::warn!(reports = reports.len(), "cannot report yet, retrying: {e}");
+                    tracing::warn!(
+                        reports = reports.len(),
+                        "cannot report yet, retrying: {}",
+                        with_causes(&e)
+                    );
                     backoff.wait().await;
                 }
                 Err(e) => {
                     tracing::error!(
                         reports = reports.len(),
-                        "cannot report; the leases will expire and the tasks be run again: {e}"
+                        "cannot report; the leases will expire and the tasks be run again: {}",
+                        with_causes(&e)
                     );
                     return;
                 }

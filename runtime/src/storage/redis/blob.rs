@@ -5,6 +5,7 @@
 //! A stored file is a HASH of chunk index to bytes, plus its `size` and `chunk` size; files
 //! stored whole as a string by an older wasmjob are still read. Who uses a file, and so how long
 //! it lives, is the business of the `blob_use` and `blob_release` scripts, not of this module.
+//! A copy a worker found damaged is dropped here, so that the next submit uploads it again.
 
 use super::RedisStore;
 use super::scripts::SCRIPTS;
@@ -99,7 +100,7 @@ impl RedisStore {
                 match (size, chunk) {
                     (Some(size), Some(chunk)) if chunk > 0 => (size, chunk),
                     _ => {
-                        return Err(StorageError::Backend(format!(
+                        return Err(StorageError::corrupt(format!(
                             "stored file {digest} has no size"
                         )));
                     }
@@ -111,7 +112,7 @@ impl RedisStore {
                 (size, CHUNK as u64)
             }
             other => {
-                return Err(StorageError::Backend(format!(
+                return Err(StorageError::corrupt(format!(
                     "stored file {digest} is a Redis {other}, not a file"
                 )));
             }
@@ -138,6 +139,15 @@ impl RedisStore {
             return Err(StorageError::UnknownBlob(*digest));
         }
         Ok(bytes)
+    }
+
+    /// Drops a stored file whose bytes were found not to hash to its digest.
+    pub(super) async fn drop_blob(&self, digest: &Digest) -> Result<(), StorageError> {
+        // A stored file is never uploaded over (a submit skips what is there), so what is
+        // under the digest now is the copy found damaged.
+        tracing::warn!(%digest, "dropping a damaged stored file; the next submit uploads it again");
+        self.query(redis::cmd("DEL").arg(self.keys.blob(digest)))
+            .await
     }
 
     /// Sends `cmd`, again after a reconnect.

@@ -14,6 +14,7 @@ pub(super) struct Keys {
 }
 
 impl Keys {
+    /// The keys under `prefix`.
     pub(super) fn new(prefix: &str) -> Self {
         Keys {
             prefix: prefix.to_owned(),
@@ -80,28 +81,64 @@ impl Keys {
         format!("{}:blob:{{{digest}}}:users", self.prefix)
     }
 
-    /// The keys of one job, in the order every per-job script expects (see `lua/prelude.lua`).
+    /// The keys of one job, in the order of [`JOB_KEYS`]: what every per-job script takes.
     pub(super) fn job(&self, job: JobId) -> Vec<String> {
-        [
-            "spec",
-            "state",
-            "missing",
-            "active",
-            "deadlines",
-            "tasks",
-            "results",
-            "logs",
-            "progress",
-            "errors",
-            "workers",
-        ]
-        .iter()
-        .map(|part| format!("{}:job:{{{job}}}:{part}", self.prefix))
-        .collect()
+        JOB_KEYS
+            .iter()
+            .map(|part| self.job_key(job, part))
+            .collect()
     }
 
-    /// The job's spec key, the first of [`job`](Self::job).
+    /// A job's keys and then the lease index: what the scripts that take, end or reap leases
+    /// take (the index is their `K_LEASED`).
+    pub(super) fn leasing(&self, job: JobId) -> Vec<String> {
+        let mut keys = self.job(job);
+        keys.push(self.leased());
+        keys
+    }
+
+    /// The job's spec key, one of [`job`](Self::job).
     pub(super) fn spec(&self, job: JobId) -> String {
-        format!("{}:job:{{{job}}}:spec", self.prefix)
+        self.job_key(job, "spec")
+    }
+
+    fn job_key(&self, job: JobId, part: &str) -> String {
+        format!("{}:job:{{{job}}}:{part}", self.prefix)
+    }
+}
+
+/// The parts of a job's keys, in the order every per-job script receives them. This list is the
+/// one place that order is written: the scripts' `K_SPEC`, `K_STATE`, ... (and `K_LEASED`, the
+/// key after them) are generated from it (see `scripts`).
+pub(super) const JOB_KEYS: [&str; 11] = [
+    "spec",
+    "state",
+    "missing",
+    "active",
+    "deadlines",
+    "tasks",
+    "results",
+    "logs",
+    "progress",
+    "errors",
+    "workers",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::{JOB_KEYS, Keys};
+    use crate::storage::JobId;
+
+    #[test]
+    fn a_job_s_keys_share_its_hash_tag_and_end_with_the_lease_index() {
+        let keys = Keys::new("q");
+        let job = JobId::generate();
+        let leasing = keys.leasing(job);
+        assert_eq!(leasing.len(), JOB_KEYS.len() + 1);
+        for key in &leasing[..JOB_KEYS.len()] {
+            assert!(key.starts_with(&format!("q:job:{{{job}}}:")), "{key}");
+        }
+        assert_eq!(leasing[0], keys.spec(job));
+        assert_eq!(leasing[JOB_KEYS.len()], keys.leased());
     }
 }

@@ -1,22 +1,49 @@
 //! The Lua scripts, one per state change, each prefixed with the shared prelude.
 //!
 //! Every state change of a job is one script run atomically by Redis, with time from Redis's
-//! own clock. The scripts live in `lua/`, each opening with the KEYS and ARGV it takes.
+//! own clock. The scripts live in `lua/`, each opening with the KEYS and ARGV it takes. The
+//! per-job ones start with the indexes of the job's keys, generated here from
+//! [`JOB_KEYS`](super::keys::JOB_KEYS), and the prelude; what the keys are named is `keys`'s
+//! business, and what a script does is its own file's.
 
+use super::keys::JOB_KEYS;
 use redis::Script;
 use std::sync::LazyLock;
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 
+/// The Lua lines that name the index in KEYS of each of a job's keys (`K_SPEC` for `spec`, ...)
+/// and of the lease index after them (`K_LEASED`): the order the Rust side builds the keys in.
+fn key_indexes() -> String {
+    let names: Vec<String> = JOB_KEYS
+        .iter()
+        .map(|part| format!("K_{}", part.to_ascii_uppercase()))
+        .collect();
+    let indexes: Vec<String> = (1..=JOB_KEYS.len()).map(|i| i.to_string()).collect();
+    format!(
+        "-- Generated from keys::JOB_KEYS: where each of the job's keys is in KEYS.\n\
+         local {} = {}\n\
+         local K_LEASED = {}\n",
+        names.join(", "),
+        indexes.join(", "),
+        JOB_KEYS.len() + 1
+    )
+}
+
+/// A per-job script's whole text: the key indexes, the prelude, then `body`.
+fn per_job(body: &str) -> String {
+    format!("{}{PRELUDE}\n{body}", key_indexes())
+}
+
 fn with_prelude(body: &str) -> Script {
-    Script::new(&format!("{PRELUDE}\n{body}"))
+    Script::new(&per_job(body))
 }
 
 /// The submit script, sent whole (`EVAL`) rather than by its hash: it is pipelined with the
 /// job's enqueueing, and a pipeline cannot load a script the server has forgotten before the
 /// commands after it run.
 pub(super) static SUBMIT: LazyLock<String> =
-    LazyLock::new(|| format!("{PRELUDE}\n{}", include_str!("lua/submit.lua")));
+    LazyLock::new(|| per_job(include_str!("lua/submit.lua")));
 
 /// The loaded scripts.
 pub(super) struct Scripts {
@@ -39,6 +66,7 @@ pub(super) struct Scripts {
     pub(super) blob_commit: Script,
 }
 
+/// Every script but the submit, built once.
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     uploaded: with_prelude(include_str!("lua/uploaded.lua")),
     claim: with_prelude(include_str!("lua/claim.lua")),
@@ -61,3 +89,39 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     blob_release: Script::new(include_str!("lua/blob_release.lua")),
     blob_commit: Script::new(include_str!("lua/blob_commit.lua")),
 });
+
+#[cfg(test)]
+mod tests {
+    use super::key_indexes;
+    use std::collections::BTreeSet;
+
+    /// The `K_…` names in a Lua text.
+    fn key_names(lua: &str) -> BTreeSet<String> {
+        lua.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|word| word.starts_with("K_"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn every_key_index_a_script_uses_is_generated() {
+        let defined = key_names(&key_indexes());
+        assert!(defined.contains("K_SPEC") && defined.contains("K_LEASED"));
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/storage/redis/lua");
+        let mut read = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let lua = std::fs::read_to_string(&path).unwrap();
+            let unknown: Vec<String> = key_names(&lua).difference(&defined).cloned().collect();
+            assert!(unknown.is_empty(), "{}: {unknown:?}", path.display());
+            // The indexes have one definition, the generated one.
+            assert!(
+                !lua.contains("local K_"),
+                "{} sets a key index",
+                path.display()
+            );
+            read += 1;
+        }
+        assert!(read > 10, "read only {read} scripts from {dir}");
+    }
+}

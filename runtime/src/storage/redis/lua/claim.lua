@@ -3,9 +3,9 @@
 -- ARGV[1] lease time (ms), ARGV[2] the worker (JSON), ARGV[3] the worker's ceilings on the
 -- capped limits ('' for none), ARGV[4] '1' when the worker wants the spec with the leases,
 -- ARGV[5] the base of the task ids: a fresh ULID whose last three characters are zero, ARGV[6]
--- N, how many values are wanted (at most 32768), ARGV[7] the job id; KEYS[12] the lease index
--- (the jobs that may hold leases, by earliest deadline). The k-th lease (from 0) has the base's task id
--- with k in those three characters, in the ULID's base32.
+-- N, how many values are wanted (at most 32768), ARGV[7] the job id; KEYS[K_LEASED] the lease
+-- index (the jobs that may hold leases, by earliest deadline). The k-th lease (from 0) has the
+-- base's task id with k in those three characters, in the ULID's base32.
 -- Returns {'ok', spec or '', value, task id, attempt, alone ('1' or '0'), deadline, ...},
 -- {'corrupt', reason} when the job cannot be read (it is set aside), or one word: 'gone' (no
 -- such job), 'above' (it asks more than the ceilings allow), 'waiting'

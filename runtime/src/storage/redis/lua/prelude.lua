@@ -1,23 +1,28 @@
 -- Shared by every wasmjob script; prepended to each when it is loaded.
 --
--- Every per-job script receives the same KEYS, all under the job's hash tag {<job id>}:
---   KEYS[1] spec       STRING  the job spec as submitted (JSON)
---   KEYS[2] state      HASH    pending, succeeded, failed, quarantined (interval sets),
---                              max_retries, max_lost, max_concurrency (0 = none), priority,
---                              name, submitted_at, limits (the capped limits the job asks
---                              for, space-separated, in the order of limits::CappedLimits)
---   KEYS[3] missing    SET     manifest paths whose bytes are not uploaded yet
---   KEYS[4] active     HASH    value -> its lease: "<task id> <attempt> <deadline ms>
---                              <started ms> <worker instance>"
---   KEYS[5] deadlines  ZSET    value scored by its lease deadline (ms)
---   KEYS[6] tasks      HASH    value -> its record once an attempt ended: "<attempts> <failures>
---                              <lost> <started ms> <finished ms> <task id> <worker instance>"
---                              ('-' where there is none)
---   KEYS[7] results    HASH    value -> result bytes
---   KEYS[8] logs       HASH    value -> log bytes
---   KEYS[9] progress   HASH    value -> latest progress bytes
---   KEYS[10] errors    HASH    value -> the reason of its last failed attempt
---   KEYS[11] workers   HASH    worker instance -> the worker (JSON: app, hostname, instance)
+-- Every per-job script receives the same KEYS, all under the job's hash tag {<job id>}, and
+-- finds each at the index named after it: KEYS[K_SPEC] is the spec, and so on. The order is
+-- written once, as keys::JOB_KEYS on the Rust side, which generates these indexes ahead of this
+-- prelude; a script never counts keys itself.
+--   K_SPEC       STRING  the job spec as submitted (JSON)
+--   K_STATE      HASH    pending, succeeded, failed, quarantined (interval sets),
+--                        max_retries, max_lost, max_concurrency (0 = none), priority,
+--                        name, submitted_at, limits (the capped limits the job asks
+--                        for, space-separated, in the order of limits::CappedLimits)
+--   K_MISSING    SET     manifest paths whose bytes are not uploaded yet
+--   K_ACTIVE     HASH    value -> its lease: "<task id> <attempt> <deadline ms>
+--                        <started ms> <worker instance>"
+--   K_DEADLINES  ZSET    value scored by its lease deadline (ms)
+--   K_TASKS      HASH    value -> its record once an attempt ended: "<attempts> <failures>
+--                        <lost> <started ms> <finished ms> <task id> <worker instance>"
+--                        ('-' where there is none)
+--   K_RESULTS    HASH    value -> result bytes
+--   K_LOGS       HASH    value -> log bytes
+--   K_PROGRESS   HASH    value -> latest progress bytes
+--   K_ERRORS     HASH    value -> the reason of its last failed attempt
+--   K_WORKERS    HASH    worker instance -> the worker (JSON: app, hostname, instance)
+-- The scripts that take, end or reap leases (claim, report, reap) get the lease index after the
+-- job's own keys, as K_LEASED.
 --
 -- Leases and records are plain strings, not JSON: a claim or a report of hundreds of values
 -- then costs string concatenation per value, and a value's first claim reads nothing.
@@ -25,12 +30,6 @@
 -- Interval sets are strings of space-separated numbers "s1 e1 s2 e2 ..." (inclusive, sorted,
 -- disjoint, non-adjacent); in Lua, flat arrays {s1, e1, s2, e2, ...}. Values stay below 2^53,
 -- so Lua's doubles hold them exactly; they are always formatted with %.0f, never tostring.
-
-local K_SPEC, K_STATE, K_MISSING, K_ACTIVE, K_DEADLINES = 1, 2, 3, 4, 5
-local K_TASKS, K_RESULTS, K_LOGS, K_PROGRESS, K_ERRORS, K_WORKERS = 6, 7, 8, 9, 10, 11
--- Given after the job's own keys to the scripts that take, end or reap leases (claim, report,
--- reap).
-local K_LEASED = 12
 
 local function num(x)
   return string.format('%.0f', x)

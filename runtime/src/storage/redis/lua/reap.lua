@@ -1,6 +1,6 @@
 -- reap: returns the values of expired leases to pending (a lost attempt counted, not a failure),
 -- or quarantines them at the job's max lost. Any worker may run it; a lease is reaped once.
--- KEYS: the job's keys, then KEYS[12] the lease index
+-- KEYS: the job's keys, then KEYS[K_LEASED] the lease index
 -- ARGV[1] the wake-up channel, ARGV[2] the job id
 -- Returns {requeued, quarantined, done}; done is 1 when every value of the job is finished.
 -- The job's place in the lease index moves to its earliest deadline left, or it leaves the

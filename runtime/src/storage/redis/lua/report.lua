@@ -1,5 +1,5 @@
 -- report: applies the outcomes of finished attempts of one job.
--- KEYS: the job's keys, then KEYS[12] the lease index
+-- KEYS: the job's keys, then KEYS[K_LEASED] the lease index
 -- ARGV[1] the wake-up channel, then five per report: value, task id, verdict
 -- ('success' | 'error' | 'fatal' | 'requeue' | 'untried'), result or reason, log
 -- Returns {done, ack, ack, ...}: done is '1' when every value of the job is finished; each ack is
