@@ -620,10 +620,11 @@ fn contract_env(value: u64, samples: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-/// Runs `pi` for value 1 directly on wasmtime, with or without epoch interruption (and nothing
-/// else of wasmjob), three times; the best time.
+/// Runs `pi` for value 1 directly on wasmtime (and nothing else of wasmjob), three times; the
+/// best time. With `epochs`, as the executor ships it: async, yielding to tokio at every epoch
+/// tick, under a lifetime that can fire; without, a plain synchronous call.
 fn pi_in_wasmtime(wasm: &[u8], epochs: bool, samples: &str) -> anyhow::Result<Duration> {
-    use wasmtime::{Config, Engine, Linker, Module, Store};
+    use wasmtime::{Config, Engine, Linker, Module, Store, UpdateDeadline};
     use wasmtime_wasi::WasiCtxBuilder;
     use wasmtime_wasi::p1::WasiP1Ctx;
 
@@ -632,7 +633,11 @@ fn pi_in_wasmtime(wasm: &[u8], epochs: bool, samples: &str) -> anyhow::Result<Du
     let engine = Engine::new(&config)?;
     let module = Module::new(&engine, wasm)?;
     let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |cx| cx)?;
+    if epochs {
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |cx| cx)?;
+    } else {
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |cx| cx)?;
+    }
     linker.func_wrap("wasmjob_v1", "progress", |_: i32, _: i32| 0i32)?;
     linker.func_wrap("wasmjob_v1", "cancelled", || 0i32)?;
     linker.func_wrap("wasmjob_v1", "time_left_ms", || i64::MAX)?;
@@ -648,6 +653,23 @@ fn pi_in_wasmtime(wasm: &[u8], epochs: bool, samples: &str) -> anyhow::Result<Du
         });
         (stop, thread)
     };
+    // Its own runtime on its own thread: the benchmark's runtime is already running this.
+    let runtime = epochs
+        .then(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+        })
+        .transpose()?;
+    let exited = |ran: Result<(), wasmtime::Error>| match ran {
+        Err(e)
+            if e.downcast_ref::<wasmtime_wasi::I32Exit>()
+                .is_none_or(|exit| exit.0 != 0) =>
+        {
+            bail!("pi failed under wasmtime: {e:#}")
+        }
+        _ => Ok(()),
+    };
     let mut best = Duration::MAX;
     for _ in 0..3 {
         let mut builder = WasiCtxBuilder::new();
@@ -656,19 +678,37 @@ fn pi_in_wasmtime(wasm: &[u8], epochs: bool, samples: &str) -> anyhow::Result<Du
             builder.env(key, value);
         }
         let mut store = Store::new(&engine, builder.build_p1());
-        if epochs {
-            store.set_epoch_deadline(u64::MAX / 2);
-        }
-        let instance = linker.instantiate(&mut store, &module)?;
-        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-        let started = Instant::now();
-        if let Err(e) = start.call(&mut store, ())
-            && e.downcast_ref::<wasmtime_wasi::I32Exit>()
-                .is_none_or(|exit| exit.0 != 0)
-        {
-            bail!("pi failed under wasmtime: {e:#}");
-        }
-        best = best.min(started.elapsed());
+        let took = match &runtime {
+            Some(runtime) => std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+                        store.set_epoch_deadline(1);
+                        runtime.block_on(async {
+                            let instance = linker.instantiate_async(&mut store, &module).await?;
+                            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+                            let started = Instant::now();
+                            let lifetime = Duration::from_secs(600);
+                            let ran =
+                                tokio::time::timeout(lifetime, start.call_async(&mut store, ()))
+                                    .await
+                                    .map_err(|_| anyhow::anyhow!("pi ran out of its lifetime"))?;
+                            exited(ran)?;
+                            anyhow::Ok(started.elapsed())
+                        })
+                    })
+                    .join()
+                    .expect("the timed thread does not panic")
+            })?,
+            None => {
+                let instance = linker.instantiate(&mut store, &module)?;
+                let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+                let started = Instant::now();
+                exited(start.call(&mut store, ()))?;
+                started.elapsed()
+            }
+        };
+        best = best.min(took);
     }
     ticker.0.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = ticker.1.join();

@@ -112,7 +112,29 @@ impl Report {
     }
 }
 
-/// What the machine is: processor, cores, memory, kernel, toolchain, Redis, date.
+/// The commit measured, `-dirty` when the working tree has changes, or `unknown` outside git.
+fn commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(wasmjob_test_support::workspace_root())
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match (
+        git(&["rev-parse", "--short", "HEAD"]),
+        git(&["status", "--porcelain"]),
+    ) {
+        (Some(head), Some(changes)) if !changes.is_empty() => format!("{head}-dirty"),
+        (Some(head), _) => head,
+        (None, _) => "unknown".into(),
+    }
+}
+
+/// What the machine is: processor, cores, memory, kernel, toolchain, Redis, commit, date.
 fn machine() -> Vec<String> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
@@ -146,6 +168,7 @@ fn machine() -> Vec<String> {
         format!("kernel: {}", command("uname", &["-sr"])),
         format!("rustc: {}", command("rustc", &["--version"])),
         format!("redis: {}", command("redis-server", &["--version"])),
+        format!("commit: {}", commit()),
         format!("date: {}", command("date", &["-u", "+%Y-%m-%d %H:%M UTC"])),
     ]
 }

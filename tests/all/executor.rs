@@ -524,6 +524,46 @@ async fn a_module_that_cannot_run_is_a_compilation_error() {
 }
 
 #[tokio::test]
+async fn a_module_cache_others_can_write_is_never_loaded_from() {
+    use std::os::unix::fs::PermissionsExt;
+    let executor = |dir: &std::path::Path| {
+        Arc::new(
+            Executor::new(ExecutorConfig {
+                module_cache_dir: Some(dir.to_path_buf()),
+                ..ExecutorConfig::default()
+            })
+            .unwrap(),
+        )
+    };
+    let hello = guest_bytes("hello");
+    // A sound compiled module, made in a safe directory and planted in one every user can
+    // write: whoever can write there could have put any native code under that name.
+    let safe = tempfile::tempdir().unwrap();
+    executor(safe.path())
+        .compile_within_budget(hello.clone())
+        .await
+        .unwrap();
+    let open = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    for entry in std::fs::read_dir(safe.path()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, open.path().join(path.file_name().unwrap())).unwrap();
+    }
+
+    let worker = executor(open.path());
+    let module = worker.compile_within_budget(hello.clone()).await.unwrap();
+    assert_eq!(
+        worker.module_stats(),
+        ModuleStats {
+            compiled: 1,
+            loaded: 0
+        }
+    );
+    let report = run_on(&worker, &module).await;
+    assert_eq!(report.outcome, Outcome::Success, "{}", text(&report.log));
+}
+
+#[tokio::test]
 async fn compiled_modules_are_kept_on_disk_and_a_bad_file_is_rebuilt() {
     let cache = tempfile::tempdir().unwrap();
     let executor = || {

@@ -352,12 +352,12 @@ impl Executor {
         .map_err(|e| ExecutorError::Engine(e.to_string()))?;
 
         let disk = match &config.module_cache_dir {
-            Some(dir) => Some(DiskCache::open(dir, &engine).map_err(|source| {
-                ExecutorError::ModuleCache {
+            Some(dir) => {
+                DiskCache::open(dir, &engine).map_err(|source| ExecutorError::ModuleCache {
                     path: dir.clone(),
                     source,
-                }
-            })?),
+                })?
+            }
             None => None,
         };
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);

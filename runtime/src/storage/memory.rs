@@ -22,9 +22,6 @@ use tokio::sync::watch;
 /// The last error of a task whose lease expired.
 pub(super) const LEASE_EXPIRED: &str = "lease expired: the worker died or stopped reporting";
 
-/// How long a lease lasts without a heartbeat, unless set otherwise.
-pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
-
 /// The in-memory queue. Cheap to share behind an `Arc`; every method takes `&self`.
 #[derive(Debug)]
 pub struct MemoryStore {
@@ -85,7 +82,7 @@ impl Default for MemoryStore {
 impl MemoryStore {
     /// An empty queue with the default lease time.
     pub fn new() -> Self {
-        Self::with_lease_ttl(DEFAULT_LEASE_TTL)
+        Self::with_lease_ttl(super::DEFAULT_LEASE_TTL)
     }
 
     /// An empty queue whose leases last `lease_ttl` between heartbeats.

@@ -25,7 +25,7 @@ mod memory;
 mod redis;
 
 pub use self::error::{StorageError, with_causes};
-pub use self::memory::{DEFAULT_LEASE_TTL, MemoryStore};
+pub use self::memory::MemoryStore;
 pub use self::redis::{DEFAULT_PREFIX, DEFAULT_URL, RedisConfig, RedisStore, redact_url};
 
 use crate::limits::{Ceilings, OverCeilings};
@@ -114,6 +114,10 @@ pub struct WorkerId {
     /// Unique per worker process, so a restarted worker is a new worker.
     pub instance: Ulid,
 }
+
+/// How long a lease lasts without a heartbeat, unless the store is set otherwise; workers ask
+/// their store ([`WorkerStore::lease_ttl`]) rather than assume it.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
 
 /// How long a worker counts as live after it last registered. Workers renew their
 /// registration at every reap interval, well within it.
