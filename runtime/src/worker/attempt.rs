@@ -149,8 +149,9 @@ impl<S: WorkerStore + 'static> Shared<S> {
                     return Some((Verdict::Fatal { reason }, Vec::new()));
                 }
             };
-            let ran = self.attempt(job, spec, &lease, &prepared, module, &control);
-            let ran = ran.await;
+            let ran = self
+                .attempt(job, spec, &lease, &prepared, module, &control)
+                .await;
             failpoint::abort_on(lease.value);
             match ran {
                 Ok(report) => {

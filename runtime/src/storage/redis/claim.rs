@@ -103,11 +103,7 @@ async fn try_claim(
         )
         .await?;
     for candidate in candidates {
-        let Ok(job) = candidate.parse::<JobId>() else {
-            // Not a job id: written by something else, and in the way of every claim.
-            store
-                .query::<()>(redis::cmd("ZREM").arg(store.keys.queue()).arg(&candidate))
-                .await?;
+        let Some(job) = store.job_of_entry(store.keys.queue(), &candidate).await? else {
             continue;
         };
         // The hinted job was just tried: it has nothing to give this worker now.

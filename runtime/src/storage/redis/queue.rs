@@ -47,4 +47,19 @@ impl RedisStore {
         .await
         .map(drop)
     }
+
+    /// The job an index entry names; `None`, with the entry removed from `index`, when it names
+    /// none: written by something else, it would be in the way of every pass over the index.
+    pub(super) async fn job_of_entry(
+        &self,
+        index: String,
+        entry: &str,
+    ) -> Result<Option<JobId>, StorageError> {
+        if let Ok(job) = entry.parse::<JobId>() {
+            return Ok(Some(job));
+        }
+        self.query::<()>(redis::cmd("ZREM").arg(index).arg(entry))
+            .await?;
+        Ok(None)
+    }
 }

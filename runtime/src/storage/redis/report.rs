@@ -99,10 +99,7 @@ pub(super) async fn reap(store: &RedisStore) -> Result<Reaped, StorageError> {
     let channel = store.keys.wake();
     let mut reaped = Reaped::default();
     for id in ids {
-        let Ok(job) = id.parse::<JobId>() else {
-            store
-                .query::<()>(redis::cmd("ZREM").arg(store.keys.leased()).arg(&id))
-                .await?;
+        let Some(job) = store.job_of_entry(store.keys.leased(), &id).await? else {
             continue;
         };
         let args: [&[u8]; 2] = [channel.as_bytes(), id.as_bytes()];
