@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use wasmjob::executor::{Attempt, AttemptControl, Executor, ExecutorConfig, TaskLimits};
+use wasmjob::executor::{Attempt, AttemptControl, Executor, ExecutorConfig};
 use wasmjob::manifest::{Digest, FileEntry, Manifest, ManifestPath};
 use wasmjob::spec::JobSpec;
 use wasmjob::storage::{JobId, RedisConfig, RedisStore, SubmitterStore};
@@ -71,7 +71,7 @@ fn job(module: &[u8], range: &str) -> JobSpec {
         )
         .expect("one file");
     let mut spec = JobSpec::new("bench", manifest, script, range.parse().expect("a range"));
-    spec.lifetime = Duration::from_secs(60);
+    spec.limits.lifetime = Duration::from_secs(60);
     spec
 }
 
@@ -213,7 +213,7 @@ pub async fn host_overhead(options: &Options, report: &mut Report) -> anyhow::Re
         metadata: &metadata,
         job_dir: job_dir.path(),
         workdir: ".",
-        limits: TaskLimits::of(&spec),
+        limits: spec.limits,
     };
     let control = Arc::new(AttemptControl::default());
     let module = executor.compile(&noop)?;

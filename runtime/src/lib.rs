@@ -3,7 +3,8 @@
 //! # Layout
 //!
 //! - What a job is: [`range`] (task values as interval sets), [`manifest`] (the files it reads,
-//!   by sha256), [`spec`] (the job and its policy), [`limits`] (workers' ceilings), [`units`].
+//!   by sha256), [`spec`] (the job and its policy), [`limits`] (the limits of an attempt: a
+//!   job's, and a worker's ceilings), [`units`].
 //! - Where it waits: [`storage`], the queue's interface, with the embedded [`MemoryStore`] and
 //!   the distributed [`RedisStore`].
 //! - Where it runs: [`worker`] claims, prepares (into the [`cache`]), runs on the [`executor`]

@@ -1,9 +1,10 @@
 //! The job specification: what a submitter asks for.
 //!
-//! Owns [`JobSpec`] (module, files, task values and policy), its limits and defaults,
-//! [`Priority`], and [`JobSpec::validate`], which reports every problem at once. It does not own
-//! what happens to a job after submission (ids, state, progress: the storage backends) nor how
-//! the limits are enforced (the executor and the worker).
+//! Owns [`JobSpec`] (module, files, task values and policy) and its defaults, [`Priority`], and
+//! [`JobSpec::validate`], which reports every problem at once. It does not own what the limits
+//! of an attempt are ([`crate::limits`]), what happens to a job after submission (ids, state,
+//! progress: the storage backends) nor how the limits are enforced (the executor and the
+//! worker).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,44 +13,17 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits::{LimitOutOfRange, Limits};
 use crate::manifest::{Manifest, ManifestPath};
 use crate::range::RangeSet;
-use crate::units::{format_duration, format_size};
+use crate::units::format_duration;
 
-/// The lifetime of one attempt when none is given: 10 minutes.
-pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(10 * 60);
-/// The longest lifetime a job may ask for: 7 days.
-pub const MAX_LIFETIME: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// How many times a task that ends in error is retried when not given: 3 (so 4 attempts).
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
 /// How many lost attempts quarantine a task unless the job says otherwise.
 pub const DEFAULT_MAX_LOST: u32 = 3;
-/// The linear-memory limit when none is given: 256 MiB.
-pub const DEFAULT_MEMORY_LIMIT: u64 = 256 << 20;
-/// The smallest memory limit: one wasm page, 64 KiB.
-pub const MIN_MEMORY_LIMIT: u64 = 64 << 10;
-/// The largest memory limit: 4 GiB, all a 32-bit memory can address.
-pub const MAX_MEMORY_LIMIT: u64 = 4 << 30;
-/// The result cap when none is given (from the guest contract): 1 MiB.
-pub const DEFAULT_RESULT_CAP: u64 = wasmjob_host_api::DEFAULT_RESULT_CAP;
-/// The log cap when none is given (from the guest contract): 64 KiB.
-pub const DEFAULT_LOG_CAP: u64 = wasmjob_host_api::DEFAULT_LOG_CAP;
-/// The largest result or log cap: 64 MiB. Results and logs are kept in the queue's memory.
-pub const MAX_OUTPUT_CAP: u64 = 64 << 20;
 /// The longest job name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
-/// The table-element limit when none is given: 10,000 (function pointers of a large program).
-pub const DEFAULT_TABLE_ELEMENTS: u32 = 10_000;
-/// The largest table-element limit: 10,000,000.
-pub const MAX_TABLE_ELEMENTS: u32 = 10_000_000;
-/// The scratch directory's size limit when none is given: 64 MiB.
-pub const DEFAULT_SCRATCH_BYTES: u64 = 64 << 20;
-/// The largest scratch size limit: 64 GiB.
-pub const MAX_SCRATCH_BYTES: u64 = 64 << 30;
-/// How many files and directories the scratch directory may hold when not given: 1,000.
-pub const DEFAULT_SCRATCH_FILES: u32 = 1_000;
-/// The largest scratch entry limit: 1,000,000.
-pub const MAX_SCRATCH_FILES: u32 = 1_000_000;
 
 /// A job: a WebAssembly module with the files it reads, the task values to run it on, and the
 /// policy to run them by.
@@ -77,9 +51,6 @@ pub struct JobSpec {
     /// How urgent the job is relative to others; higher runs first.
     #[serde(default)]
     pub priority: Priority,
-    /// How long one attempt of a task may run before it is stopped and counts as an error.
-    #[serde(default = "default_lifetime", with = "crate::units::serde_duration")]
-    pub lifetime: Duration,
     /// How many times a task that ends in error is tried again; a task gets at most
     /// `max_retries + 1` attempts. Fatal outcomes are never retried.
     #[serde(default = "default_max_retries")]
@@ -92,24 +63,10 @@ pub struct JobSpec {
     /// The most tasks of this job running at once across all workers; `None` is unlimited.
     #[serde(default)]
     pub max_concurrency: Option<u32>,
-    /// The most linear memory one attempt may use, in bytes.
-    #[serde(default = "default_memory_limit")]
-    pub memory_limit: u64,
-    /// The most bytes of stdout (the result) one attempt may write.
-    #[serde(default = "default_result_cap")]
-    pub result_cap: u64,
-    /// How many bytes of stderr (the log) are kept, from its end.
-    #[serde(default = "default_log_cap")]
-    pub log_cap: u64,
-    /// The most elements the guest's tables may hold (function references, mostly).
-    #[serde(default = "default_table_elements")]
-    pub table_elements: u32,
-    /// The most bytes the attempt may write into its scratch directory.
-    #[serde(default = "default_scratch_bytes")]
-    pub scratch_bytes: u64,
-    /// The most files and directories the attempt may create in its scratch directory.
-    #[serde(default = "default_scratch_files")]
-    pub scratch_files: u32,
+    /// The limits of each attempt: memory, lifetime, tables, output caps, scratch space. Its
+    /// fields sit in the spec's JSON beside the others, as they always have.
+    #[serde(flatten)]
+    pub limits: Limits,
     /// How long the submitter has to upload the job's files: a job still missing some after
     /// this is removed, with what arrived of them (its submitter died or gave up).
     #[serde(
@@ -126,40 +83,12 @@ fn default_upload_timeout() -> Duration {
     DEFAULT_UPLOAD_TIMEOUT
 }
 
-fn default_lifetime() -> Duration {
-    DEFAULT_LIFETIME
-}
-
 fn default_max_lost() -> u32 {
     DEFAULT_MAX_LOST
 }
 
 fn default_max_retries() -> u32 {
     DEFAULT_MAX_RETRIES
-}
-
-fn default_memory_limit() -> u64 {
-    DEFAULT_MEMORY_LIMIT
-}
-
-fn default_result_cap() -> u64 {
-    DEFAULT_RESULT_CAP
-}
-
-fn default_log_cap() -> u64 {
-    DEFAULT_LOG_CAP
-}
-
-fn default_table_elements() -> u32 {
-    DEFAULT_TABLE_ELEMENTS
-}
-
-fn default_scratch_bytes() -> u64 {
-    DEFAULT_SCRATCH_BYTES
-}
-
-fn default_scratch_files() -> u32 {
-    DEFAULT_SCRATCH_FILES
 }
 
 impl JobSpec {
@@ -179,16 +108,10 @@ impl JobSpec {
             metadata: BTreeMap::new(),
             range,
             priority: Priority::DEFAULT,
-            lifetime: DEFAULT_LIFETIME,
             max_retries: DEFAULT_MAX_RETRIES,
             max_lost: DEFAULT_MAX_LOST,
             max_concurrency: None,
-            memory_limit: DEFAULT_MEMORY_LIMIT,
-            result_cap: DEFAULT_RESULT_CAP,
-            log_cap: DEFAULT_LOG_CAP,
-            table_elements: DEFAULT_TABLE_ELEMENTS,
-            scratch_bytes: DEFAULT_SCRATCH_BYTES,
-            scratch_files: DEFAULT_SCRATCH_FILES,
+            limits: Limits::DEFAULT,
             upload_timeout: DEFAULT_UPLOAD_TIMEOUT,
         }
     }
@@ -227,12 +150,7 @@ impl JobSpec {
                 problems.push(P::MetadataValueHasNul { key: key.clone() });
             }
         }
-        if self.lifetime.is_zero() || self.lifetime > MAX_LIFETIME {
-            problems.push(P::LifetimeOutOfRange {
-                lifetime: self.lifetime,
-            });
-        }
-        if self.upload_timeout.is_zero() || self.upload_timeout > MAX_LIFETIME {
+        if self.upload_timeout.is_zero() || self.upload_timeout > Limits::MAX.lifetime {
             problems.push(P::UploadTimeoutOutOfRange {
                 timeout: self.upload_timeout,
             });
@@ -243,36 +161,7 @@ impl JobSpec {
         if self.max_lost == 0 {
             problems.push(P::ZeroMaxLost);
         }
-        if !(MIN_MEMORY_LIMIT..=MAX_MEMORY_LIMIT).contains(&self.memory_limit) {
-            problems.push(P::MemoryLimitOutOfRange {
-                bytes: self.memory_limit,
-            });
-        }
-        if !(1..=MAX_OUTPUT_CAP).contains(&self.result_cap) {
-            problems.push(P::ResultCapOutOfRange {
-                bytes: self.result_cap,
-            });
-        }
-        if !(1..=MAX_OUTPUT_CAP).contains(&self.log_cap) {
-            problems.push(P::LogCapOutOfRange {
-                bytes: self.log_cap,
-            });
-        }
-        if !(1..=MAX_TABLE_ELEMENTS).contains(&self.table_elements) {
-            problems.push(P::TableElementsOutOfRange {
-                elements: self.table_elements,
-            });
-        }
-        if self.scratch_bytes > MAX_SCRATCH_BYTES {
-            problems.push(P::ScratchBytesOutOfRange {
-                bytes: self.scratch_bytes,
-            });
-        }
-        if self.scratch_files > MAX_SCRATCH_FILES {
-            problems.push(P::ScratchFilesOutOfRange {
-                files: self.scratch_files,
-            });
-        }
+        problems.extend(self.limits.out_of_range().into_iter().map(P::Limit));
 
         if problems.is_empty() {
             Ok(())
@@ -334,13 +223,7 @@ pub enum SpecProblem {
         /// The value's key.
         key: String,
     },
-    /// The lifetime is zero or above [`MAX_LIFETIME`].
-    #[error("the lifetime {} is out of range: it must be above 0s and at most 7days", format_duration(*lifetime))]
-    LifetimeOutOfRange {
-        /// The lifetime.
-        lifetime: Duration,
-    },
-    /// The upload timeout is zero or above [`MAX_LIFETIME`].
+    /// The upload timeout is zero or above the longest lifetime, 7 days.
     #[error("the upload timeout {} is out of range: it must be above 0s and at most 7days", format_duration(*timeout))]
     UploadTimeoutOutOfRange {
         /// The upload timeout.
@@ -352,42 +235,9 @@ pub enum SpecProblem {
     /// The max lost is 0, which would quarantine a task before its first attempt could be lost.
     #[error("the max lost is 0: at least 1 is needed")]
     ZeroMaxLost,
-    /// The memory limit is outside [`MIN_MEMORY_LIMIT`]..=[`MAX_MEMORY_LIMIT`].
-    #[error("the memory limit {} is out of range: it must be from 64 KiB to 4 GiB", format_size(*bytes))]
-    MemoryLimitOutOfRange {
-        /// The memory limit in bytes.
-        bytes: u64,
-    },
-    /// The result cap is zero or above [`MAX_OUTPUT_CAP`].
-    #[error("the result cap {} is out of range: it must be from 1 B to 64 MiB", format_size(*bytes))]
-    ResultCapOutOfRange {
-        /// The cap in bytes.
-        bytes: u64,
-    },
-    /// The log cap is zero or above [`MAX_OUTPUT_CAP`].
-    #[error("the log cap {} is out of range: it must be from 1 B to 64 MiB", format_size(*bytes))]
-    LogCapOutOfRange {
-        /// The cap in bytes.
-        bytes: u64,
-    },
-    /// The table-element limit is zero or above [`MAX_TABLE_ELEMENTS`].
-    #[error("the table-element limit {elements} is out of range: it must be from 1 to 10000000")]
-    TableElementsOutOfRange {
-        /// The limit.
-        elements: u32,
-    },
-    /// The scratch size limit is above [`MAX_SCRATCH_BYTES`].
-    #[error("the scratch size limit {} is out of range: it must be at most 64 GiB", format_size(*bytes))]
-    ScratchBytesOutOfRange {
-        /// The limit in bytes.
-        bytes: u64,
-    },
-    /// The scratch entry limit is above [`MAX_SCRATCH_FILES`].
-    #[error("the scratch file limit {files} is out of range: it must be at most 1000000")]
-    ScratchFilesOutOfRange {
-        /// The limit.
-        files: u32,
-    },
+    /// A limit of each attempt is outside its range.
+    #[error(transparent)]
+    Limit(LimitOutOfRange),
 }
 
 /// Everything wrong with a [`JobSpec`]; never empty. Displayed one problem per line.
@@ -501,6 +351,7 @@ impl FromStr for Priority {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::LIMITS;
     use crate::manifest::{Digest, FileEntry};
 
     fn path(p: &str) -> ManifestPath {
@@ -535,8 +386,8 @@ mod tests {
         assert_eq!(s.validate(), Ok(()));
         assert_eq!(s.workdir, ManifestPath::root());
         assert_eq!(s.priority, Priority::DEFAULT);
-        assert_eq!(s.lifetime, Duration::from_secs(600));
-        assert_eq!((s.result_cap, s.log_cap), (1 << 20, 64 << 10));
+        assert_eq!(s.limits.lifetime, Duration::from_secs(600));
+        assert_eq!((s.limits.result_cap, s.limits.log_cap), (1 << 20, 64 << 10));
     }
 
     #[test]
@@ -601,68 +452,8 @@ mod tests {
                 SpecProblem::MetadataValueHasNul { key: "k".into() },
             ),
             (
-                |s| s.lifetime = Duration::ZERO,
-                SpecProblem::LifetimeOutOfRange {
-                    lifetime: Duration::ZERO,
-                },
-            ),
-            (
-                |s| s.lifetime = MAX_LIFETIME + Duration::from_secs(1),
-                SpecProblem::LifetimeOutOfRange {
-                    lifetime: MAX_LIFETIME + Duration::from_secs(1),
-                },
-            ),
-            (
                 |s| s.max_concurrency = Some(0),
                 SpecProblem::ZeroMaxConcurrency,
-            ),
-            (
-                |s| s.memory_limit = MIN_MEMORY_LIMIT - 1,
-                SpecProblem::MemoryLimitOutOfRange {
-                    bytes: MIN_MEMORY_LIMIT - 1,
-                },
-            ),
-            (
-                |s| s.memory_limit = MAX_MEMORY_LIMIT + 1,
-                SpecProblem::MemoryLimitOutOfRange {
-                    bytes: MAX_MEMORY_LIMIT + 1,
-                },
-            ),
-            (
-                |s| s.result_cap = 0,
-                SpecProblem::ResultCapOutOfRange { bytes: 0 },
-            ),
-            (
-                |s| s.result_cap = MAX_OUTPUT_CAP + 1,
-                SpecProblem::ResultCapOutOfRange {
-                    bytes: MAX_OUTPUT_CAP + 1,
-                },
-            ),
-            (
-                |s| s.log_cap = 0,
-                SpecProblem::LogCapOutOfRange { bytes: 0 },
-            ),
-            (
-                |s| s.log_cap = MAX_OUTPUT_CAP + 1,
-                SpecProblem::LogCapOutOfRange {
-                    bytes: MAX_OUTPUT_CAP + 1,
-                },
-            ),
-            (
-                |s| s.table_elements = 0,
-                SpecProblem::TableElementsOutOfRange { elements: 0 },
-            ),
-            (
-                |s| s.scratch_bytes = MAX_SCRATCH_BYTES + 1,
-                SpecProblem::ScratchBytesOutOfRange {
-                    bytes: MAX_SCRATCH_BYTES + 1,
-                },
-            ),
-            (
-                |s| s.scratch_files = MAX_SCRATCH_FILES + 1,
-                SpecProblem::ScratchFilesOutOfRange {
-                    files: MAX_SCRATCH_FILES + 1,
-                },
             ),
         ];
         for (edit, expected) in cases {
@@ -673,23 +464,81 @@ mod tests {
     }
 
     #[test]
+    fn every_limit_out_of_range_is_named_with_its_range() {
+        let cases = [
+            (
+                "memory",
+                (64 << 10) - 1,
+                "the memory limit 63.99 KiB is out of range: it must be from 64 KiB to 4 GiB",
+            ),
+            (
+                "memory",
+                (4 << 30) + 1,
+                "the memory limit 4 GiB is out of range: it must be from 64 KiB to 4 GiB",
+            ),
+            (
+                "lifetime",
+                0,
+                "the lifetime 0s is out of range: it must be above 0s and at most 7days",
+            ),
+            (
+                "lifetime",
+                7 * 24 * 3600 * 1000 + 1,
+                "the lifetime 7days1ms is out of range: it must be above 0s and at most 7days",
+            ),
+            (
+                "table elements",
+                0,
+                "the table-element limit 0 is out of range: it must be from 1 to 10000000",
+            ),
+            (
+                "result cap",
+                0,
+                "the result cap 0 B is out of range: it must be from 1 B to 64 MiB",
+            ),
+            (
+                "log cap",
+                (64 << 20) + 1,
+                "the log cap 64 MiB is out of range: it must be from 1 B to 64 MiB",
+            ),
+            (
+                "scratch size",
+                (64 << 30) + 1,
+                "the scratch size limit 64 GiB is out of range: it must be at most 64 GiB",
+            ),
+            (
+                "scratch files",
+                1_000_001,
+                "the scratch file limit 1000001 is out of range: it must be at most 1000000",
+            ),
+        ];
+        for (name, value, message) in cases {
+            let limit = LIMITS.iter().find(|l| l.name == name).unwrap();
+            let mut s = spec();
+            (limit.set)(&mut s.limits, value);
+            assert_eq!(
+                problems(&s),
+                [SpecProblem::Limit(LimitOutOfRange { limit, value })]
+            );
+            assert_eq!(problems(&s)[0].to_string(), message);
+        }
+    }
+
+    #[test]
     fn limits_are_inclusive() {
         let mut s = spec();
         s.name = "é".repeat(MAX_NAME_CHARS);
         s.metadata
             .insert("_Ok_9".into(), "any value, even\nnewlines".into());
         s.workdir = path("data");
-        s.lifetime = MAX_LIFETIME;
         s.max_concurrency = Some(1);
-        s.memory_limit = MIN_MEMORY_LIMIT;
-        s.result_cap = MAX_OUTPUT_CAP;
-        s.log_cap = 1;
-        s.table_elements = MAX_TABLE_ELEMENTS;
-        s.scratch_bytes = 0;
-        s.scratch_files = MAX_SCRATCH_FILES;
+        s.limits = Limits::MAX;
         assert_eq!(s.validate(), Ok(()));
-        s.memory_limit = MAX_MEMORY_LIMIT;
-        s.lifetime = Duration::from_nanos(1);
+        for limit in &LIMITS {
+            (limit.set)(&mut s.limits, limit.min);
+        }
+        assert_eq!(s.validate(), Ok(()));
+        s.limits.lifetime = Duration::from_nanos(1);
         assert_eq!(s.validate(), Ok(()));
     }
 
@@ -698,8 +547,8 @@ mod tests {
         let mut s = spec();
         s.range = RangeSet::new();
         s.script = path("nope.wasm");
-        s.lifetime = Duration::ZERO;
-        s.log_cap = 0;
+        s.limits.lifetime = Duration::ZERO;
+        s.limits.log_cap = 0;
         let err = s.validate().unwrap_err();
         assert_eq!(
             err.problems,
@@ -708,10 +557,14 @@ mod tests {
                 SpecProblem::ScriptNotInManifest {
                     script: path("nope.wasm")
                 },
-                SpecProblem::LifetimeOutOfRange {
-                    lifetime: Duration::ZERO
-                },
-                SpecProblem::LogCapOutOfRange { bytes: 0 },
+                SpecProblem::Limit(LimitOutOfRange {
+                    limit: &LIMITS[1],
+                    value: 0
+                }),
+                SpecProblem::Limit(LimitOutOfRange {
+                    limit: &LIMITS[4],
+                    value: 0
+                }),
             ]
         );
         assert_eq!(
@@ -774,10 +627,11 @@ mod tests {
         s.metadata.insert("lang".into(), "en".into());
         s.workdir = path("data");
         s.priority = Priority::HIGH;
-        s.lifetime = Duration::from_secs(90);
+        s.limits.lifetime = Duration::from_secs(90);
         s.max_concurrency = Some(8);
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["lifetime"], "1m30s");
+        assert_eq!(json["memory_limit"], 256 << 20);
         assert_eq!(json["range"], "0..=9");
         assert_eq!(json["priority"], 192);
         assert_eq!(json["max_concurrency"], 8);

@@ -6,13 +6,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tempfile::TempDir;
 use wasmjob::executor::{
-    Attempt, AttemptControl, AttemptReport, Executor, ExecutorConfig, ModuleStats, TaskLimits,
-    TaskModule,
+    Attempt, AttemptControl, AttemptReport, Executor, ExecutorConfig, ModuleStats, TaskModule,
 };
+use wasmjob::limits::Limits;
 use wasmjob_host_api::{Ending, Outcome};
 use wasmjob_test_support::{command, guest_bytes, wat};
 
-const LIMITS: TaskLimits = TaskLimits {
+const LIMITS: Limits = Limits {
     lifetime: Duration::from_secs(20),
     memory: 16 << 20,
     result_cap: 1 << 20,
@@ -50,7 +50,7 @@ async fn run_with(
     executor: &Executor,
     module: &TaskModule,
     metadata: &[(&str, &str)],
-    limits: TaskLimits,
+    limits: Limits,
     workdir: &str,
     control: &Arc<AttemptControl>,
 ) -> AttemptReport {
@@ -77,7 +77,7 @@ async fn run_with(
         .expect("the host side of an attempt does not fail")
 }
 
-async fn run_wat(wasm: &[u8], limits: TaskLimits) -> AttemptReport {
+async fn run_wat(wasm: &[u8], limits: Limits) -> AttemptReport {
     let module = shared()
         .executor
         .compile(wasm)
@@ -109,8 +109,8 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn lifetime(limit: Duration) -> TaskLimits {
-    TaskLimits {
+fn lifetime(limit: Duration) -> Limits {
+    Limits {
         lifetime: limit,
         ..LIMITS
     }
@@ -271,7 +271,7 @@ async fn a_cancelled_attempt_stops_and_the_guest_could_see_it() {
 
 #[tokio::test]
 async fn stdout_past_its_cap_ends_the_attempt_with_the_output_limit() {
-    let small = TaskLimits {
+    let small = Limits {
         result_cap: 1000,
         ..LIMITS
     };
@@ -306,7 +306,7 @@ async fn stdout_past_its_cap_ends_the_attempt_with_the_output_limit() {
 
 #[tokio::test]
 async fn stderr_keeps_its_tail_and_is_never_an_error() {
-    let small = TaskLimits {
+    let small = Limits {
         log_cap: 1000,
         ..LIMITS
     };
@@ -446,7 +446,7 @@ async fn the_scratch_dir_is_writable_private_and_removed_afterwards() {
 async fn creations_past_the_file_quota_are_refused_at_once() {
     // Each refusal used to walk the whole scratch directory again: 9,000 walks of 1,000 files
     // held the attempt for 18 s. Within a 5 s lifetime, slowness ends it as a timeout.
-    let limits = TaskLimits {
+    let limits = Limits {
         lifetime: Duration::from_secs(5),
         scratch_files: 1_000,
         ..LIMITS

@@ -65,7 +65,7 @@ impl Sandbox {
         let data: &[u8] = b"manifest data\n";
         let mut spec = spec_with(module, &[("data.txt", data)], "1");
         spec.max_retries = 0;
-        spec.lifetime = Duration::from_secs(30);
+        spec.limits.lifetime = Duration::from_secs(30);
         for (key, value) in meta {
             spec.metadata.insert(key.to_string(), value.to_string());
         }
@@ -159,7 +159,7 @@ fn text(bytes: &Option<Vec<u8>>) -> String {
 #[tokio::test]
 async fn hostile_guests_cannot_starve_or_exhaust_the_host() {
     let mut sandbox = Sandbox::start(&[]).await;
-    let short = |spec: &mut JobSpec| spec.lifetime = Duration::from_secs(1);
+    let short = |spec: &mut JobSpec| spec.limits.lifetime = Duration::from_secs(1);
 
     // Every case runs with a memory limit of HUNGRY_MEMORY, which its peak is checked against.
     let cases: Vec<(&str, Vec<u8>, &str, SpecEdit)> = vec![
@@ -181,7 +181,7 @@ async fn hostile_guests_cannot_starve_or_exhaust_the_host() {
             guest_bytes("behave"),
             "lifetime exceeded",
             |spec| {
-                spec.lifetime = Duration::from_secs(1);
+                spec.limits.lifetime = Duration::from_secs(1);
                 spec.metadata.insert("do".into(), "sleep:600000".into());
             },
         ),
@@ -226,7 +226,7 @@ async fn hostile_guests_cannot_starve_or_exhaust_the_host() {
             "an initial table above the limit",
             wat(r#"(module (table 20000 funcref) (func (export "_start")))"#),
             "memory limit exceeded",
-            |spec| spec.table_elements = 10_000,
+            |spec| spec.limits.table_elements = 10_000,
         ),
         (
             "memory.copy of the whole memory, again and again",
@@ -273,7 +273,7 @@ async fn hostile_guests_cannot_starve_or_exhaust_the_host() {
         let at_rest = sandbox.reset_peak_memory();
         let info = sandbox
             .run(&module, &[], |spec| {
-                spec.memory_limit = HUNGRY_MEMORY;
+                spec.limits.memory = HUNGRY_MEMORY;
                 edit(spec);
             })
             .await;
@@ -296,8 +296,8 @@ async fn hostile_guests_cannot_starve_or_exhaust_the_host() {
             &guest_bytes("behave"),
             &[("do", "log:1073741824;logline:the end")],
             |spec| {
-                spec.memory_limit = HUNGRY_MEMORY;
-                spec.lifetime = Duration::from_secs(50);
+                spec.limits.memory = HUNGRY_MEMORY;
+                spec.limits.lifetime = Duration::from_secs(50);
             },
         )
         .await;
@@ -417,7 +417,7 @@ async fn hostile_guests_reach_nothing_outside_their_sandbox() {
         .run(
             &guest_bytes("behave"),
             &[("do", "files:/scratch")],
-            |spec| spec.scratch_files = 10,
+            |spec| spec.limits.scratch_files = 10,
         )
         .await;
     assert_failed(&info, "scratch limit exceeded");
@@ -430,7 +430,7 @@ async fn hostile_guests_reach_nothing_outside_their_sandbox() {
         .run(
             &guest_bytes("behave"),
             &[("do", "fill:/scratch/big")],
-            |spec| spec.scratch_bytes = 1 << 20,
+            |spec| spec.limits.scratch_bytes = 1 << 20,
         )
         .await;
     assert_failed(&info, "scratch limit exceeded");
@@ -616,8 +616,8 @@ async fn the_operators_budgets_and_ceilings_are_kept() {
     // A job above the only worker's ceilings is refused at submit, naming the limits and the
     // options that raise them; nothing of it is stored.
     let mut spec = spec_with(&guest_bytes("hello"), &[], "1..=3");
-    spec.memory_limit = 128 << 20;
-    spec.lifetime = Duration::from_secs(120);
+    spec.limits.memory = 128 << 20;
+    spec.limits.lifetime = Duration::from_secs(120);
     let refused = sandbox.store.submit(&spec).await.unwrap_err();
     let StorageError::OverCeilings(over) = &refused else {
         panic!("expected OverCeilings, got {refused:?}");
@@ -658,7 +658,7 @@ async fn the_operators_budgets_and_ceilings_are_kept() {
     let big = guest_bytes("hello");
     assert!(big.len() > 64 << 10);
     let info = sandbox
-        .run(&big, &[], |spec| spec.memory_limit = 32 << 20)
+        .run(&big, &[], |spec| spec.limits.memory = 32 << 20)
         .await;
     assert_failed(&info, "compilation error: the module is");
     assert!(
@@ -671,7 +671,7 @@ async fn the_operators_budgets_and_ceilings_are_kept() {
 
     let small = command("");
     let info = sandbox
-        .run(&small, &[], |spec| spec.memory_limit = 32 << 20)
+        .run(&small, &[], |spec| spec.limits.memory = 32 << 20)
         .await;
     assert_eq!(info.state, Some(TaskState::Succeeded), "{info:?}");
     assert!(!sandbox.worker.has_exited());

@@ -6,7 +6,7 @@
 use crate::common::spec_with;
 use std::time::{Duration, Instant};
 use ulid::Ulid;
-use wasmjob::limits::Ceilings;
+use wasmjob::limits::Limits;
 use wasmjob::manifest::{Digest, ManifestPath};
 use wasmjob::range::RangeSet;
 use wasmjob::spec::{JobSpec, Priority};
@@ -640,7 +640,7 @@ pub async fn describe_returns_the_spec_and_info_knows_the_range(store: &impl Sto
 
 pub async fn an_invalid_spec_is_refused_naming_the_problem(store: &impl Store) {
     let mut spec = spec("1");
-    spec.lifetime = Duration::ZERO;
+    spec.limits.lifetime = Duration::ZERO;
     let refused = store.submit(&spec).await;
     assert!(
         matches!(refused, Err(StorageError::InvalidSpec(_))),
@@ -697,13 +697,13 @@ pub async fn a_waiting_worker_wakes_when_work_arrives(store: &impl Store) {
 async fn workers_register_their_ceilings_and_claim_only_what_fits(store: &impl Store) {
     // With no worker registered there is nobody to judge: any valid job is accepted.
     let mut big = spec("1..=2");
-    big.memory_limit = 1 << 30;
+    big.limits.memory = 1 << 30;
     let waiting = submit_runnable(store, &big, b"module bytes").await;
 
     let small = worker("small");
-    let ceilings = Ceilings {
+    let ceilings = Limits {
         memory: 64 << 20,
-        ..Ceilings::default()
+        ..Limits::MAX
     };
     store.register(&small, &ceilings).await.unwrap();
     let registered = store.workers().await.unwrap();
@@ -721,7 +721,7 @@ async fn workers_register_their_ceilings_and_claim_only_what_fits(store: &impl S
 
     // The small worker skips the big job and claims the one that fits.
     let mut fits = spec("7");
-    fits.memory_limit = 64 << 20;
+    fits.limits.memory = 64 << 20;
     let fitting = submit_runnable(store, &fits, b"module bytes").await;
     let claim = store.next(&small, 10, NO_WAIT).await.unwrap().unwrap();
     assert_eq!(claim.job, fitting);
@@ -729,7 +729,7 @@ async fn workers_register_their_ceilings_and_claim_only_what_fits(store: &impl S
 
     // A worker with the default ceilings takes the big one; with it live, big jobs are accepted.
     let large = worker("large");
-    store.register(&large, &Ceilings::default()).await.unwrap();
+    store.register(&large, &Limits::MAX).await.unwrap();
     let claim = store.next(&large, 10, NO_WAIT).await.unwrap().unwrap();
     assert_eq!(claim.job, waiting);
     store.submit(&big).await.unwrap();

@@ -1,15 +1,14 @@
 //! The arguments that describe a job, shared by every command that creates one, and how they
 //! become a manifest and a [`JobSpec`].
 
+use super::limit_args::JobLimits;
 use anyhow::{Context, bail};
 use clap::Args;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 use wasmjob::manifest::{LocalManifest, ManifestBuilder, ManifestPath, Mount};
 use wasmjob::range::RangeSet;
 use wasmjob::spec::{self, JobSpec, Priority};
-use wasmjob::units;
 
 /// What a job is made of, besides its module.
 #[derive(Debug, Args)]
@@ -43,10 +42,6 @@ pub struct JobArgs {
     #[arg(long, default_value_t = Priority::DEFAULT)]
     pub priority: Priority,
 
-    /// How long one attempt may run: `30s`, `5m`.
-    #[arg(long, value_parser = units::parse_duration, default_value = "10m")]
-    pub lifetime: Duration,
-
     /// How many times a task that ends in error is tried again.
     #[arg(long, default_value_t = spec::DEFAULT_MAX_RETRIES)]
     pub max_retries: u32,
@@ -60,29 +55,8 @@ pub struct JobArgs {
     #[arg(long)]
     pub max_concurrency: Option<u32>,
 
-    /// The most linear memory one attempt may use: `64MiB`, `1GiB`.
-    #[arg(long, value_parser = units::parse_size, default_value = "256MiB")]
-    pub memory: u64,
-
-    /// The most elements the guest's tables may hold.
-    #[arg(long, default_value_t = spec::DEFAULT_TABLE_ELEMENTS)]
-    pub table_elements: u32,
-
-    /// The most bytes one attempt may write to stdout (its result).
-    #[arg(long, value_parser = units::parse_size, default_value = "1MiB")]
-    pub result_cap: u64,
-
-    /// How much of the end of stderr (the log) is kept.
-    #[arg(long, value_parser = units::parse_size, default_value = "64KiB")]
-    pub log_cap: u64,
-
-    /// The most bytes one attempt may write into its scratch directory.
-    #[arg(long, value_parser = units::parse_size, default_value = "64MiB")]
-    pub scratch: u64,
-
-    /// The most files and directories one attempt may create in its scratch directory.
-    #[arg(long, default_value_t = spec::DEFAULT_SCRATCH_FILES)]
-    pub scratch_files: u32,
+    #[command(flatten)]
+    pub limits: JobLimits,
 }
 
 fn parse_meta(arg: &str) -> Result<(String, String), String> {
@@ -169,16 +143,10 @@ impl JobArgs {
         spec.workdir = self.workdir.clone();
         spec.metadata = metadata;
         spec.priority = self.priority;
-        spec.lifetime = self.lifetime;
         spec.max_retries = self.max_retries;
         spec.max_lost = self.max_lost;
         spec.max_concurrency = self.max_concurrency;
-        spec.memory_limit = self.memory;
-        spec.table_elements = self.table_elements;
-        spec.result_cap = self.result_cap;
-        spec.log_cap = self.log_cap;
-        spec.scratch_bytes = self.scratch;
-        spec.scratch_files = self.scratch_files;
+        spec.limits = self.limits.0;
         spec.validate()?;
         Ok((local, spec))
     }

@@ -7,6 +7,7 @@
 mod escape;
 mod inspect;
 mod job_args;
+mod limit_args;
 mod run;
 mod submit;
 mod summary;

@@ -1,6 +1,7 @@
 //! `wasmjob worker`: the daemon each worker host runs against the Redis queue.
 
 use super::Global;
+use super::limit_args::Ceilings;
 use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
@@ -8,9 +9,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmjob::executor::{Executor, ExecutorConfig};
-use wasmjob::limits::Ceilings;
+use wasmjob::limits::Limits;
+use wasmjob::units;
 use wasmjob::worker::{Worker, WorkerConfig, hostname};
-use wasmjob::{spec, units};
 
 /// `wasmjob worker [--slots N] [--app NAME] [...]`
 #[derive(Debug, Args)]
@@ -48,42 +49,18 @@ pub struct WorkerArgs {
     #[arg(long, value_parser = units::parse_duration, default_value = "5s")]
     pub reap_interval: Duration,
 
+    /// The operator's ceilings: a job asking for more than these is not run here, and refused
+    /// at submit when no live worker accepts it.
     #[command(flatten)]
-    pub ceilings: CeilingArgs,
+    pub ceilings: Ceilings,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
-/// The operator's ceilings: a job asking for more than these is not run here, and refused at
-/// submit when no live worker accepts it.
+/// What this worker's engine accepts of a module and its stack.
 #[derive(Debug, Args)]
-pub struct CeilingArgs {
-    /// The most linear memory a job may give one attempt.
-    #[arg(long, value_parser = units::parse_size, default_value = "4GiB")]
-    pub max_memory: u64,
-
-    /// The longest lifetime a job may give one attempt.
-    #[arg(long, value_parser = units::parse_duration, default_value = "7days")]
-    pub max_lifetime: Duration,
-
-    /// The most table elements a job may allow.
-    #[arg(long, default_value_t = spec::MAX_TABLE_ELEMENTS)]
-    pub max_table_elements: u32,
-
-    /// The largest result cap a job may set.
-    #[arg(long, value_parser = units::parse_size, default_value = "64MiB")]
-    pub max_result_cap: u64,
-
-    /// The largest log cap a job may set.
-    #[arg(long, value_parser = units::parse_size, default_value = "64MiB")]
-    pub max_log_cap: u64,
-
-    /// The most scratch space a job may give one attempt.
-    #[arg(long, value_parser = units::parse_size, default_value = "64GiB")]
-    pub max_scratch: u64,
-
-    /// The most scratch files a job may give one attempt.
-    #[arg(long, default_value_t = spec::MAX_SCRATCH_FILES)]
-    pub max_scratch_files: u32,
-
+pub struct EngineArgs {
     /// The largest module this worker compiles; a larger one fails its tasks as fatal.
     #[arg(long, value_parser = units::parse_size, default_value = "128MiB")]
     pub max_module_size: u64,
@@ -97,20 +74,6 @@ pub struct CeilingArgs {
     pub max_wasm_stack: u64,
 }
 
-impl CeilingArgs {
-    fn ceilings(&self) -> Ceilings {
-        Ceilings {
-            memory: self.max_memory,
-            lifetime: self.max_lifetime,
-            table_elements: self.max_table_elements,
-            result_cap: self.max_result_cap,
-            log_cap: self.max_log_cap,
-            scratch_bytes: self.max_scratch,
-            scratch_files: self.max_scratch_files,
-        }
-    }
-}
-
 pub async fn worker(args: WorkerArgs, global: &Global) -> anyhow::Result<ExitCode> {
     // Checked before the heartbeat, which defaults to a third of it: a zero lease is the
     // mistake, whatever the heartbeat.
@@ -122,10 +85,10 @@ pub async fn worker(args: WorkerArgs, global: &Global) -> anyhow::Result<ExitCod
     // The engine reserves address space for the largest memory it allows; above what a 32-bit
     // memory can address it refuses to start, in terms of its own settings.
     anyhow::ensure!(
-        args.ceilings.max_memory <= spec::MAX_MEMORY_LIMIT,
+        args.ceilings.0.memory <= Limits::MAX.memory,
         "--max-memory {} is above the most a job's memory can be: at most {}",
-        units::format_size(args.ceilings.max_memory),
-        units::format_size(spec::MAX_MEMORY_LIMIT)
+        units::format_size(args.ceilings.0.memory),
+        units::format_size(Limits::MAX.memory)
     );
     let heartbeat = args.heartbeat.unwrap_or(args.lease / 3);
     anyhow::ensure!(
@@ -145,8 +108,8 @@ pub async fn worker(args: WorkerArgs, global: &Global) -> anyhow::Result<ExitCod
     config.grace = args.grace;
     config.heartbeat_interval = heartbeat;
     config.reap_interval = args.reap_interval;
-    config.ceilings = args.ceilings.ceilings();
-    let max_wasm_stack = usize::try_from(args.ceilings.max_wasm_stack)
+    config.ceilings = args.ceilings.0;
+    let max_wasm_stack = usize::try_from(args.engine.max_wasm_stack)
         .ok()
         .filter(|&bytes| (64 << 10..=64 << 20).contains(&bytes))
         .context("--max-wasm-stack must be from 64KiB to 64MiB")?;
@@ -154,8 +117,8 @@ pub async fn worker(args: WorkerArgs, global: &Global) -> anyhow::Result<ExitCod
     let store = Arc::new(global.connect_with_lease(args.lease).await?);
     let executor = Arc::new(Executor::new(ExecutorConfig {
         scratch_root: Some(cache_dir.join("scratch")),
-        max_module_size: args.ceilings.max_module_size,
-        compile_timeout: args.ceilings.compile_timeout,
+        max_module_size: args.engine.max_module_size,
+        compile_timeout: args.engine.compile_timeout,
         max_wasm_stack,
         module_cache_dir: Some(cache_dir.join("modules")),
         pooled_instances: pool_size(config.slots),

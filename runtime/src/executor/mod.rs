@@ -25,6 +25,7 @@ mod imports;
 mod output;
 mod quota;
 
+use crate::limits::Limits;
 use crate::manifest::Digest;
 use compiled::DiskCache;
 use output::{LogPipe, OutputLimitExceeded, ResultPipe};
@@ -100,8 +101,8 @@ impl Default for ExecutorConfig {
             compile_timeout: DEFAULT_COMPILE_TIMEOUT,
             module_cache_dir: None,
             pooled_instances: 0,
-            max_memory: crate::spec::MAX_MEMORY_LIMIT,
-            max_table_elements: crate::spec::MAX_TABLE_ELEMENTS,
+            max_memory: Limits::MAX.memory,
+            max_table_elements: Limits::MAX.table_elements,
         }
     }
 }
@@ -164,40 +165,6 @@ pub struct TaskModule {
     pre: InstancePre<TaskState>,
 }
 
-/// The limits of one attempt, from its job's policy.
-#[derive(Debug, Clone, Copy)]
-pub struct TaskLimits {
-    /// How long the attempt may run, start-up included.
-    pub lifetime: Duration,
-    /// The most bytes of linear memory the guest may have.
-    pub memory: u64,
-    /// The most bytes the guest may write to stdout.
-    pub result_cap: u64,
-    /// How many bytes of the end of stderr are kept.
-    pub log_cap: u64,
-    /// The most elements the guest's tables may hold.
-    pub table_elements: u32,
-    /// The most bytes the guest may write into its scratch directory.
-    pub scratch_bytes: u64,
-    /// The most files and directories the guest may create in its scratch directory.
-    pub scratch_files: u32,
-}
-
-impl TaskLimits {
-    /// The limits a job's spec sets.
-    pub fn of(spec: &crate::spec::JobSpec) -> Self {
-        TaskLimits {
-            lifetime: spec.lifetime,
-            memory: spec.memory_limit,
-            result_cap: spec.result_cap,
-            log_cap: spec.log_cap,
-            table_elements: spec.table_elements,
-            scratch_bytes: spec.scratch_bytes,
-            scratch_files: spec.scratch_files,
-        }
-    }
-}
-
 /// Everything one attempt of a task is run with.
 #[derive(Debug, Clone)]
 pub struct Attempt<'a> {
@@ -220,7 +187,7 @@ pub struct Attempt<'a> {
     /// The job's working directory inside `job_dir`, relative (`"."` for the root).
     pub workdir: &'a str,
     /// The attempt's limits.
-    pub limits: TaskLimits,
+    pub limits: Limits,
 }
 
 /// Shared between the executor running an attempt and whoever watches it (the worker's

@@ -9,7 +9,7 @@ use super::{
     StorageError, Submitted, SubmitterStore, TaskId, TaskInfo, TaskState, Verdict, WORKER_TTL,
     WorkerId, WorkerStore, now_millis, on_last_chance,
 };
-use crate::limits::Ceilings;
+use crate::limits::Limits;
 use crate::manifest::{Digest, ManifestPath};
 use crate::range::RangeSet;
 use crate::spec::{JobSpec, Priority};
@@ -120,7 +120,7 @@ impl MemoryStore {
             if !job.missing.is_empty() || job.pending.is_empty() {
                 continue;
             }
-            if ceilings.is_some_and(|c| c.check(&job.spec).is_err()) {
+            if ceilings.is_some_and(|c| job.spec.limits.within(&c).is_err()) {
                 continue;
             }
             let room = match job.spec.max_concurrency {
@@ -426,7 +426,7 @@ impl WorkerStore for MemoryStore {
         self.lease_ttl
     }
 
-    async fn register(&self, worker: &WorkerId, ceilings: &Ceilings) -> Result<(), StorageError> {
+    async fn register(&self, worker: &WorkerId, ceilings: &Limits) -> Result<(), StorageError> {
         let registered = RegisteredWorker {
             worker: worker.clone(),
             ceilings: *ceilings,

@@ -14,7 +14,7 @@
 //! - an error is retried while the task has retries left; a fatal outcome never is; a requeue
 //!   puts the task back without counting a failure, and an untried task without counting an
 //!   attempt either;
-//! - workers register the [`Ceilings`] they accept: a worker claims only jobs within its own,
+//! - workers register the ceilings ([`Limits`]) they accept: a worker claims only jobs within its own,
 //!   and a submit that no live worker would accept is refused ([`StorageError::OverCeilings`]).
 //!
 //! What is *not* here: running guests (the executor), the worker's scheduling (the worker), and
@@ -28,7 +28,7 @@ pub use self::error::{StorageError, with_causes};
 pub use self::memory::MemoryStore;
 pub use self::redis::{DEFAULT_PREFIX, DEFAULT_URL, RedisConfig, RedisStore, redact_url};
 
-use crate::limits::{Ceilings, OverCeilings};
+use crate::limits::{Limits, OverCeilings};
 use crate::manifest::{Digest, ManifestPath};
 use crate::range::RangeSet;
 use crate::spec::{JobSpec, Priority};
@@ -129,7 +129,7 @@ pub struct RegisteredWorker {
     /// Who it is.
     pub worker: WorkerId,
     /// The most it accepts of each job limit.
-    pub ceilings: Ceilings,
+    pub ceilings: Limits,
     /// When it last registered, on the store's clock.
     pub seen_at: Millis,
 }
@@ -139,7 +139,7 @@ pub struct RegisteredWorker {
 fn admit(spec: &JobSpec, live: &[RegisteredWorker]) -> Result<(), StorageError> {
     let mut closest: Option<OverCeilings> = None;
     for worker in live {
-        match worker.ceilings.check(spec) {
+        match spec.limits.within(&worker.ceilings) {
             Ok(()) => return Ok(()),
             Err(over) => {
                 if closest
@@ -482,7 +482,7 @@ pub trait WorkerStore: Send + Sync {
     fn register(
         &self,
         worker: &WorkerId,
-        ceilings: &Ceilings,
+        ceilings: &Limits,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
 
     /// Withdraws the worker's announcement, on a graceful stop.

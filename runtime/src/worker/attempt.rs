@@ -10,9 +10,7 @@
 use super::Shared;
 use super::admission::Claimed;
 use super::jobs::{PrepareError, PreparedJob};
-use crate::executor::{
-    Attempt, AttemptControl, AttemptReport, ExecutorError, TaskLimits, TaskModule,
-};
+use crate::executor::{Attempt, AttemptControl, AttemptReport, ExecutorError, TaskModule};
 use crate::spec::JobSpec;
 use crate::storage::{Heartbeat, JobId, Lease, Report, TaskId, Verdict, WorkerStore, with_causes};
 use std::collections::HashMap;
@@ -222,7 +220,7 @@ impl<S: WorkerStore + 'static> Shared<S> {
             metadata: &spec.metadata,
             job_dir: prepared.tree.path(),
             workdir: spec.workdir.as_str(),
-            limits: TaskLimits::of(spec),
+            limits: spec.limits,
         };
         self.executor.run(module, &attempt, &control.attempt).await
     }

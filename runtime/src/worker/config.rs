@@ -3,7 +3,7 @@
 //! Only settings live here; what they do is in the rooms that read them (the claim loop in
 //! `mod.rs`, pacing, the attempt, the reporter).
 
-use crate::limits::Ceilings;
+use crate::limits::Limits;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ pub struct WorkerConfig {
     /// handed back.
     pub grace: Duration,
     /// The most this worker accepts of each job limit; it claims no job above them.
-    pub ceilings: Ceilings,
+    pub ceilings: Limits,
 }
 
 impl WorkerConfig {
@@ -43,7 +43,7 @@ impl WorkerConfig {
             reap_interval: Duration::from_secs(5),
             idle_wait: Duration::from_secs(1),
             grace: Duration::from_secs(30),
-            ceilings: Ceilings::default(),
+            ceilings: Limits::MAX,
         }
     }
 }

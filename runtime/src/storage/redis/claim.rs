@@ -8,7 +8,7 @@
 use super::scripts::SCRIPTS;
 use super::wire::{self, ClaimReply};
 use super::{RedisStore, report};
-use crate::limits::{CappedLimits, Ceilings};
+use crate::limits::Limits;
 use crate::storage::{Claim, JobId, Report, StorageError, Verdict, WorkerId};
 use std::time::Duration;
 
@@ -67,13 +67,13 @@ pub(super) async fn next(
 async fn try_claim(
     store: &RedisStore,
     worker: &str,
-    ceilings: Option<Ceilings>,
+    ceilings: Option<Limits>,
     max: usize,
     hint: Option<JobId>,
     avoid: &[JobId],
 ) -> Result<Option<Claim>, StorageError> {
     let hint = hint.filter(|job| !avoid.contains(job));
-    let ceiling_limits = ceilings.map_or_else(String::new, |c| CappedLimits::from(&c).to_string());
+    let ceiling_limits = ceilings.map_or_else(String::new, |c| c.to_counts());
     // One job whose claim fails for reasons of its own must not keep the worker from the
     // jobs behind it: its error is kept, and given only if no job had anything to give.
     let mut failed = None;
@@ -122,7 +122,7 @@ async fn claim_from(
     store: &RedisStore,
     job: JobId,
     worker: &str,
-    ceilings: Option<Ceilings>,
+    ceilings: Option<Limits>,
     ceiling_limits: &str,
     max: usize,
 ) -> Result<Option<Claim>, StorageError> {
@@ -131,7 +131,7 @@ async fn claim_from(
     // this worker costs one round trip, not two.
     let cached = store.specs.get(job);
     if let (Some(ceilings), Some(spec)) = (ceilings, &cached)
-        && ceilings.check(spec).is_err()
+        && spec.limits.within(&ceilings).is_err()
     {
         return Ok(None);
     }
@@ -182,7 +182,7 @@ async fn claim_from(
     // The script's check and this one agree for every job that stored its limits; a job
     // that did not (submitted by an older wasmjob) is caught here and handed back untouched.
     if let Some(ceilings) = ceilings
-        && ceilings.check(&spec).is_err()
+        && spec.limits.within(&ceilings).is_err()
     {
         let handed_back: Vec<Report> = leases
             .into_iter()

@@ -45,7 +45,7 @@ use super::{
     Ack, Claim, Heartbeat, JobId, JobStatus, Lease, Reaped, RegisteredWorker, Report, StorageError,
     Submitted, SubmitterStore, TaskInfo, WorkerId, WorkerStore,
 };
-use crate::limits::Ceilings;
+use crate::limits::Limits;
 use crate::manifest::{Digest, ManifestPath};
 use crate::spec::{JobSpec, Priority};
 use keys::Keys;
@@ -170,7 +170,7 @@ impl WorkerStore for RedisStore {
         self.lease_ttl
     }
 
-    async fn register(&self, worker: &WorkerId, ceilings: &Ceilings) -> Result<(), StorageError> {
+    async fn register(&self, worker: &WorkerId, ceilings: &Limits) -> Result<(), StorageError> {
         registry::register(self, worker, ceilings).await
     }
 

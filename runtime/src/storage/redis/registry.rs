@@ -8,7 +8,7 @@
 
 use super::scripts::SCRIPTS;
 use super::{RedisStore, wire};
-use crate::limits::Ceilings;
+use crate::limits::Limits;
 use crate::storage::{RegisteredWorker, StorageError, WORKER_TTL, WorkerId};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,14 +22,14 @@ const WORKERS_FRESH: Duration = Duration::from_secs(1);
 pub(super) struct Registered {
     /// The ceilings each worker of this process registered, by instance: its claims skip jobs
     /// above them.
-    ceilings: Mutex<HashMap<ulid::Ulid, Ceilings>>,
+    ceilings: Mutex<HashMap<ulid::Ulid, Limits>>,
     /// The live workers as last read, and when.
     live: Mutex<Option<(Instant, Vec<RegisteredWorker>)>>,
 }
 
 impl Registered {
     /// The ceilings `worker` registered through this store, if it did.
-    pub(super) fn ceilings_of(&self, worker: &WorkerId) -> Option<Ceilings> {
+    pub(super) fn ceilings_of(&self, worker: &WorkerId) -> Option<Limits> {
         self.ceilings
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -47,7 +47,7 @@ impl Registered {
 pub(super) async fn register(
     store: &RedisStore,
     worker: &WorkerId,
-    ceilings: &Ceilings,
+    ceilings: &Limits,
 ) -> Result<(), StorageError> {
     let record = wire::worker_record(worker, ceilings)?;
     let instance = worker.instance.to_string();

@@ -9,7 +9,6 @@
 use super::queue::job_score;
 use super::scripts::{self, SCRIPTS};
 use super::{RedisStore, wire};
-use crate::limits::CappedLimits;
 use crate::manifest::{Digest, ManifestPath};
 use crate::spec::JobSpec;
 use crate::storage::{JobId, Millis, StorageError, Submitted};
@@ -43,7 +42,7 @@ pub(super) async fn submit(store: &RedisStore, spec: &JobSpec) -> Result<Submitt
     let max_lost = spec.max_lost.to_string();
     let max_concurrency = spec.max_concurrency.unwrap_or(0).to_string();
     let priority = spec.priority.0.to_string();
-    let limits = CappedLimits::from(spec).to_string();
+    let limits = spec.limits.to_counts();
     let mut args: Vec<&[u8]> = vec![
         json.as_bytes(),
         pending.as_bytes(),

@@ -10,7 +10,7 @@
 #[cfg(test)]
 mod tests;
 
-use crate::limits::Ceilings;
+use crate::limits::Limits;
 use crate::range::RangeSet;
 use crate::spec::Priority;
 use crate::storage::{
@@ -347,14 +347,11 @@ pub(super) fn reaped(counts: &[u64]) -> Result<(Reaped, bool), StorageError> {
 #[derive(Serialize, Deserialize)]
 struct WorkerRecord {
     worker: WorkerId,
-    ceilings: Ceilings,
+    ceilings: Limits,
 }
 
 /// A worker and its ceilings as the register script stores them.
-pub(super) fn worker_record(
-    worker: &WorkerId,
-    ceilings: &Ceilings,
-) -> Result<String, StorageError> {
+pub(super) fn worker_record(worker: &WorkerId, ceilings: &Limits) -> Result<String, StorageError> {
     to_json(
         "a worker record",
         &WorkerRecord {

@@ -8,7 +8,7 @@
 --   K_STATE      HASH    pending, succeeded, failed, quarantined (interval sets),
 --                        max_retries, max_lost, max_concurrency (0 = none), priority,
 --                        name, submitted_at, limits (the capped limits the job asks
---                        for, space-separated, in the order of limits::CappedLimits)
+--                        for, space-separated, in the order of limits::LIMITS)
 --   K_MISSING    SET     manifest paths whose bytes are not uploaded yet
 --   K_ACTIVE     HASH    value -> its lease: "<task id> <attempt> <deadline ms>
 --                        <started ms> <worker instance>"

@@ -338,7 +338,7 @@ fn a_worker_entry_reads_back_as_registered() {
         hostname: "host".into(),
         instance: ulid::Ulid::new(),
     };
-    let ceilings = Ceilings::default();
+    let ceilings = Limits::MAX;
     let entry = format!("1700 {}", worker_record(&worker, &ceilings).unwrap());
     let read = worker_entry(&entry).unwrap();
     assert_eq!(
@@ -354,7 +354,7 @@ fn a_malformed_worker_entry_is_corrupt() {
         hostname: "host".into(),
         instance: ulid::Ulid::new(),
     };
-    let record = worker_record(&worker, &Ceilings::default()).unwrap();
+    let record = worker_record(&worker, &Limits::MAX).unwrap();
     let late = format!("soon {record}");
     for entry in ["1700", "1700 {", "1700 {\"worker\":1}", late.as_str()] {
         assert!(is_corrupt(worker_entry(entry)), "{entry:?}");
