@@ -16,102 +16,50 @@
 //! with the synchronous style the epoch is checked only while wasm code runs.
 //!
 //! Every limit of an attempt is enforced here: the lifetime (epochs and the timeout), memory
-//! and tables (a [`ResourceLimiter`]), output caps (the pipes in `output`), the scratch
-//! directory's quota and the open-descriptor cap (the checked WASI calls in `quota`), and
-//! wasmtime's own bounds on what one WASI call may make the host allocate.
+//! and tables (a [`ResourceLimiter`](wasmtime::ResourceLimiter) in `sandbox`), output caps (the
+//! pipes in `output`), the scratch directory's quota and the open-descriptor cap (the checked
+//! WASI calls in `quota`), and wasmtime's own bounds on what one WASI call may make the host
+//! allocate.
+//!
+//! This file is the seam: the executor, its run of one attempt and the types the worker sees.
+//! The rest is one concept a file: `engine` (its configuration, the pooling allocator and the
+//! epoch ticker), `modules` (compiling, checking and caching modules), `compiled` (compiled
+//! modules on disk), `sandbox` (a store's state, the linker, the WASI context, the limiter and
+//! the scratch directories), `imports` (the `wasmjob_v1` imports), `quota`, `output`, and
+//! `ending` (how an attempt that returned an error ended).
 
 mod compiled;
+mod ending;
+mod engine;
 mod imports;
+mod modules;
 mod output;
 mod quota;
+mod sandbox;
+
+pub use engine::{DEFAULT_COMPILE_TIMEOUT, DEFAULT_MAX_MODULE_SIZE, ExecutorConfig};
+pub use modules::ModuleStats;
 
 use crate::limits::Limits;
 use crate::manifest::Digest;
 use compiled::DiskCache;
-use output::{LogPipe, OutputLimitExceeded, ResultPipe};
+use ending::{describe, ending_of};
+use engine::EpochTicker;
+use output::{LogPipe, ResultPipe};
 use quota::Quota;
+use sandbox::{TaskLimiter, TaskState, wasi_context};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
-use wasmjob_host_api::{Ending, JOB_DIR, Outcome, SCRATCH_DIR, env, outcome};
-use wasmtime::{
-    Config, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module,
-    PoolingAllocationConfig, ResourceLimiter, Store, Trap, UpdateDeadline,
-};
-use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+use wasmjob_host_api::{Ending, Outcome, outcome};
+use wasmtime::{Engine, InstancePre, Linker, Store, UpdateDeadline};
 
 /// The most bytes the host copies out of, or allocates for, a guest in one WASI call
 /// (wasmtime's host-call fuel), unless the guest's memory limit is lower.
 const MAX_HOSTCALL_BYTES: u64 = 128 << 20;
-
-/// The most random bytes one `random_get` may ask for, unless the guest's memory limit is lower.
-const MAX_RANDOM_BYTES: u64 = 64 << 20;
-
-/// The most tables one attempt's module may define or import.
-const MAX_TABLES: u32 = 4;
-
-/// How many emptied scratch directories an executor keeps for reuse.
-const MAX_SPARE_SCRATCH_DIRS: usize = 64;
-
-/// How many compiled modules an executor keeps in memory.
-const MAX_CACHED_MODULES: usize = 64;
-
-/// The most lines of a trap's description (with its wasm backtrace) added to the log.
-const MAX_NOTE_LINES: usize = 24;
-
-/// How the executor is set up; the defaults suit a worker host.
-#[derive(Debug, Clone)]
-pub struct ExecutorConfig {
-    /// How often the epoch advances: the granularity at which lifetimes and cancellations are
-    /// noticed while wasm code runs.
-    pub epoch_tick: Duration,
-    /// The most native stack a guest's wasm frames may use before it traps with a stack
-    /// overflow.
-    pub max_wasm_stack: usize,
-    /// Where scratch directories are created; the system's temporary directory if `None`.
-    pub scratch_root: Option<PathBuf>,
-    /// The largest module the executor compiles; a larger one is an invalid module.
-    pub max_module_size: u64,
-    /// How long compiling one module may take; a module that takes longer is an invalid module.
-    pub compile_timeout: Duration,
-    /// Where compiled modules are kept between runs; none are kept if `None`.
-    pub module_cache_dir: Option<PathBuf>,
-    /// How many instances wasmtime's pooling allocator keeps ready, so that an attempt reuses
-    /// the memory, tables and stack of an earlier one instead of mapping fresh ones. At least
-    /// the number of attempts run at once; 0 maps fresh ones for every attempt.
-    pub pooled_instances: u32,
-    /// The largest linear memory an attempt may be given (the size of a pool slot).
-    pub max_memory: u64,
-    /// The most table elements an attempt may be given (the size of a pool slot's tables).
-    pub max_table_elements: u32,
-}
-
-impl Default for ExecutorConfig {
-    fn default() -> Self {
-        ExecutorConfig {
-            epoch_tick: Duration::from_millis(10),
-            max_wasm_stack: 512 << 10,
-            scratch_root: None,
-            max_module_size: DEFAULT_MAX_MODULE_SIZE,
-            compile_timeout: DEFAULT_COMPILE_TIMEOUT,
-            module_cache_dir: None,
-            pooled_instances: 0,
-            max_memory: Limits::MAX.memory,
-            max_table_elements: Limits::MAX.table_elements,
-        }
-    }
-}
-
-/// The largest module compiled unless the worker says otherwise: 128 MiB.
-pub const DEFAULT_MAX_MODULE_SIZE: u64 = 128 << 20;
-
-/// How long a compilation may take unless the worker says otherwise: 60 s.
-pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A failure of the host while running an attempt: the task is not to blame and the attempt
 /// should be handed back, not counted against the task.
@@ -274,49 +222,12 @@ pub struct Executor {
     _ticker: EpochTicker,
 }
 
-/// How an executor came by its modules so far.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ModuleStats {
-    /// Modules compiled from their bytes.
-    pub compiled: u64,
-    /// Modules loaded from the disk cache instead.
-    pub loaded: u64,
-}
-
 impl Executor {
     /// Sets up the engine, its epoch ticker and the linker with WASI preview 1 and the
     /// `wasmjob_v1` imports.
     pub fn new(config: ExecutorConfig) -> Result<Self, ExecutorError> {
-        let mut wasmtime_config = Config::new();
-        wasmtime_config.epoch_interruption(true);
-        wasmtime_config.max_wasm_stack(config.max_wasm_stack);
-        // Host calls run on the same fiber stack as the guest, so leave them room above it.
-        wasmtime_config.async_stack_size(config.max_wasm_stack + (1 << 20));
-        if config.pooled_instances > 0 {
-            let instances = config.pooled_instances;
-            let mut pool = PoolingAllocationConfig::new();
-            pool.total_core_instances(instances)
-                .total_memories(instances)
-                .total_tables(instances * MAX_TABLES)
-                .total_stacks(instances)
-                .total_component_instances(0)
-                .max_memories_per_module(1)
-                .max_tables_per_module(MAX_TABLES)
-                .max_memory_size(usize::try_from(config.max_memory).unwrap_or(usize::MAX))
-                .table_elements(config.max_table_elements as usize)
-                .max_core_instance_size(4 << 20);
-            wasmtime_config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        }
-        let engine =
-            Engine::new(&wasmtime_config).map_err(|e| ExecutorError::Engine(e.to_string()))?;
-
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut TaskState| {
-            &mut state.wasi
-        })
-        .and_then(|()| quota::add_to_linker(&mut linker))
-        .and_then(|()| imports::add_to_linker(&mut linker))
-        .map_err(|e| ExecutorError::Engine(e.to_string()))?;
+        let engine = engine::build(&config)?;
+        let linker = sandbox::linker(&engine)?;
 
         let disk = match &config.module_cache_dir {
             Some(dir) => {
@@ -341,180 +252,6 @@ impl Executor {
             spare_scratch: Mutex::default(),
             _ticker: ticker,
         })
-    }
-
-    /// The linked module of these bytes: from memory, from the disk cache, or compiled on a
-    /// blocking thread within the executor's size and time budgets. A compilation that runs out
-    /// of time goes on in the background (Cranelift cannot be interrupted), but its module is
-    /// refused. Two callers asking for the same new module at once may both compile it.
-    pub async fn compile_within_budget(
-        self: &Arc<Self>,
-        wasm: Vec<u8>,
-    ) -> Result<TaskModule, InvalidModule> {
-        let digest = Digest::of(&wasm);
-        if let Some(known) = self.lock_modules().get(&digest) {
-            return known.clone();
-        }
-        let executor = Arc::clone(self);
-        let compiling =
-            tokio::task::spawn_blocking(move || executor.compile_with_digest(&wasm, Some(digest)));
-        let compiled = match tokio::time::timeout(self.compile_timeout, compiling).await {
-            Ok(Ok(compiled)) => compiled,
-            Ok(Err(panicked)) => Err(InvalidModule(format!("compiling panicked: {panicked}"))),
-            Err(_elapsed) => Err(InvalidModule(format!(
-                "compiling took longer than the worker's budget of {}",
-                humantime::format_duration(self.compile_timeout)
-            ))),
-        };
-        let mut modules = self.lock_modules();
-        if modules.len() >= MAX_CACHED_MODULES && !modules.contains_key(&digest) {
-            // Any one will do: a module dropped here is loaded from disk if it comes back.
-            if let Some(&evicted) = modules.keys().next() {
-                modules.remove(&evicted);
-            }
-        }
-        modules.entry(digest).or_insert(compiled).clone()
-    }
-
-    /// The module of this content if the executor holds it already (compiled, or known to be
-    /// invalid).
-    pub fn module_of(&self, digest: &Digest) -> Option<Result<TaskModule, InvalidModule>> {
-        self.lock_modules().get(digest).cloned()
-    }
-
-    fn lock_modules(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<Digest, Result<TaskModule, InvalidModule>>> {
-        self.modules.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Compiles and links a module. CPU-heavy: call it off the async runtime's worker threads.
-    pub fn compile(&self, wasm: &[u8]) -> Result<TaskModule, InvalidModule> {
-        let digest = self.disk.as_ref().map(|_| Digest::of(wasm));
-        self.compile_with_digest(wasm, digest)
-    }
-
-    /// [`compile`](Self::compile), with the module's digest when the caller has it already
-    /// (the disk cache needs it; hashing a large module twice is measurable).
-    fn compile_with_digest(
-        &self,
-        wasm: &[u8],
-        digest: Option<Digest>,
-    ) -> Result<TaskModule, InvalidModule> {
-        if wasm.len() as u64 > self.max_module_size {
-            return Err(InvalidModule(format!(
-                "the module is {} bytes, above the worker's limit of {} bytes",
-                wasm.len(),
-                self.max_module_size
-            )));
-        }
-        if wasm.is_empty() {
-            return Err(InvalidModule("the module is empty (0 bytes)".into()));
-        }
-        if !wasm.starts_with(b"\0asm") && std::str::from_utf8(wasm).is_err() {
-            return Err(InvalidModule(
-                "not a WebAssembly module: it neither starts with the `\\0asm` magic bytes nor is \
-                 WebAssembly text"
-                    .into(),
-            ));
-        }
-        if is_component(wasm) {
-            return Err(InvalidModule(
-                "this is a WebAssembly component, not a core module; build the task for \
-                 wasm32-wasip1"
-                    .into(),
-            ));
-        }
-        let module = self.load_or_compile(wasm, digest)?;
-        match module.get_export("_start") {
-            Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => {}
-            Some(_) => {
-                return Err(InvalidModule(
-                    "`_start` is not a function `() -> ()`".into(),
-                ));
-            }
-            None => {
-                return Err(InvalidModule(
-                    "the module has no `_start` export; a task must be a WASI command".into(),
-                ));
-            }
-        }
-        let pre = self
-            .linker
-            .instantiate_pre(&module)
-            .map_err(|e| InvalidModule(format!("{e:#}")))?;
-        Ok(TaskModule { pre })
-    }
-
-    /// An empty scratch directory: a spare one, or a new one.
-    fn scratch_dir(&self) -> Result<tempfile::TempDir, ExecutorError> {
-        if let Some(spare) = self
-            .spare_scratch
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-        {
-            return Ok(spare);
-        }
-        tempfile::Builder::new()
-            .prefix("wasmjob-scratch-")
-            .tempdir_in(&self.scratch_root)
-            .map_err(|source| ExecutorError::Scratch {
-                root: self.scratch_root.clone(),
-                source,
-            })
-    }
-
-    /// Keeps a scratch directory for the next attempt if its guest never asked to create
-    /// anything in it (see `Quota::touched`); removes it otherwise. Most tasks never touch their
-    /// scratch, and making and removing a directory per attempt, or even reading one to see it
-    /// empty, was a good part of an attempt's cost.
-    fn return_scratch_dir(&self, scratch: tempfile::TempDir, touched: bool) {
-        if !touched {
-            let mut spare = self.spare_scratch.lock().unwrap_or_else(|e| e.into_inner());
-            if spare.len() < MAX_SPARE_SCRATCH_DIRS {
-                spare.push(scratch);
-                return;
-            }
-        }
-        // Best effort: a failure leaves litter, not a wrong outcome.
-        let _ = scratch.close();
-    }
-
-    /// How many modules were compiled and how many loaded from the disk cache.
-    pub fn module_stats(&self) -> ModuleStats {
-        ModuleStats {
-            compiled: self.compiled.load(Ordering::Relaxed),
-            loaded: self.loaded.load(Ordering::Relaxed),
-        }
-    }
-
-    /// The module from the disk cache, or compiled (and then cached).
-    fn load_or_compile(
-        &self,
-        wasm: &[u8],
-        digest: Option<Digest>,
-    ) -> Result<Module, InvalidModule> {
-        if let (Some(disk), Some(digest)) = (&self.disk, &digest)
-            && let Some(module) = disk.load(&self.engine, digest)
-        {
-            self.loaded.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%digest, "loaded a compiled module from the cache");
-            return Ok(module);
-        }
-        let started = Instant::now();
-        let module =
-            Module::new(&self.engine, wasm).map_err(|e| InvalidModule(format!("{e:#}")))?;
-        self.compiled.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(
-            bytes = wasm.len(),
-            ms = started.elapsed().as_millis() as u64,
-            "compiled a module"
-        );
-        if let (Some(disk), Some(digest)) = (&self.disk, &digest) {
-            disk.store(digest, &module);
-        }
-        Ok(module)
     }
 
     /// Runs one attempt to its end: exit, trap, lifetime, or cancellation through `control`.
@@ -613,206 +350,5 @@ impl Executor {
             log_dropped,
             duration: started.elapsed(),
         })
-    }
-}
-
-/// The state of one attempt's store.
-pub(crate) struct TaskState {
-    wasi: WasiP1Ctx,
-    limiter: TaskLimiter,
-    quota: Quota,
-    control: Arc<AttemptControl>,
-    deadline: Instant,
-}
-
-/// Builds the attempt's WASI context: nothing inherited from the host, only what the contract
-/// names.
-fn wasi_context(
-    attempt: &Attempt<'_>,
-    scratch: &Path,
-    result: &ResultPipe,
-    log: &LogPipe,
-) -> Result<WasiP1Ctx, ExecutorError> {
-    let mut builder = WasiCtxBuilder::new();
-    builder
-        .arg(attempt.script)
-        .arg(attempt.value.to_string())
-        .env(env::JOB_ID, attempt.job_id)
-        .env(env::JOB_NAME, attempt.job_name)
-        .env(env::TASK_ID, attempt.task_id)
-        .env(env::TASK_VALUE, attempt.value.to_string())
-        .env(env::ATTEMPT, attempt.attempt.to_string())
-        .env(env::JOB_DIR, JOB_DIR)
-        .env(env::SCRATCH_DIR, SCRATCH_DIR)
-        .stdout(result.clone())
-        .stderr(log.clone())
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        .max_random_size(attempt.limits.memory.min(MAX_RANDOM_BYTES));
-    for (key, value) in attempt.metadata {
-        builder.env(format!("{}{key}", env::META_PREFIX), value);
-    }
-    let workdir = attempt.job_dir.join(attempt.workdir);
-    for (host, guest, perms) in [
-        (attempt.job_dir, JOB_DIR, FsPerms::ReadOnly),
-        // The working directory, preopened as `.`, is where relative paths resolve.
-        (workdir.as_path(), ".", FsPerms::ReadOnly),
-        (scratch, SCRATCH_DIR, FsPerms::ReadWrite),
-    ] {
-        builder
-            .preopened_dir(host, guest, perms)
-            .map_err(|e| ExecutorError::Preopen {
-                path: host.to_path_buf(),
-                reason: e.to_string(),
-            })?;
-    }
-    Ok(builder.build_p1())
-}
-
-/// How an attempt that returned an error ended.
-fn ending_of(error: &wasmtime::Error) -> Ending {
-    if let Some(exit) = error.downcast_ref::<I32Exit>() {
-        Ending::Exited(exit.0)
-    } else if error.downcast_ref::<OutputLimitExceeded>().is_some() {
-        Ending::OutputLimitExceeded
-    } else if let Some(trap) = error.downcast_ref::<Trap>() {
-        Ending::Trapped(trap_name(*trap))
-    } else {
-        // A host call refused the guest (a pointer out of bounds, say): a trap by another name.
-        Ending::Trapped(error.root_cause().to_string())
-    }
-}
-
-/// The short, stable name of a trap, as users will see it in a task's reason.
-fn trap_name(trap: Trap) -> String {
-    let name = match trap {
-        Trap::StackOverflow => "stack overflow",
-        Trap::UnreachableCodeReached => "unreachable",
-        Trap::IntegerDivisionByZero => "integer divide by zero",
-        Trap::IntegerOverflow => "integer overflow",
-        Trap::MemoryOutOfBounds => "out of bounds memory access",
-        Trap::TableOutOfBounds => "out of bounds table access",
-        Trap::BadConversionToInteger => "invalid conversion to integer",
-        Trap::IndirectCallToNull => "uninitialized element",
-        Trap::BadSignature => "indirect call type mismatch",
-        other => {
-            return other
-                .to_string()
-                .trim_start_matches("wasm trap: ")
-                .to_owned();
-        }
-    };
-    name.to_owned()
-}
-
-/// The error with its wasm backtrace, cut to a size that leaves room for the guest's own log.
-fn describe(error: &wasmtime::Error) -> String {
-    // The chain of messages (the wasm backtrace is one of them), not `{:?}`: with RUST_BACKTRACE
-    // set that also resolves the host's own backtrace, which loads the binary's debug info and
-    // cost a debug-build worker 200 MiB for one stack-overflow trap.
-    let full: Vec<String> = error.chain().map(|cause| cause.to_string()).collect();
-    let full = full.join("\n");
-    let mut lines: Vec<&str> = full.lines().take(MAX_NOTE_LINES + 1).collect();
-    if lines.len() > MAX_NOTE_LINES {
-        lines.truncate(MAX_NOTE_LINES);
-        lines.push("…");
-    }
-    lines.join("\n")
-}
-
-/// Whether `wasm` is a binary WebAssembly component (layer 1) rather than a core module.
-fn is_component(wasm: &[u8]) -> bool {
-    wasm.len() >= 8 && wasm.starts_with(b"\0asm") && wasm[6..8] == [1, 0]
-}
-
-/// Enforces an attempt's memory and table limits, and remembers whether it refused the guest,
-/// so that a failure that follows is reported as the memory limit rather than as its symptom.
-struct TaskLimiter {
-    memory: usize,
-    table_elements: usize,
-    refused: bool,
-}
-
-impl TaskLimiter {
-    fn new(memory: u64, table_elements: u32) -> Self {
-        TaskLimiter {
-            memory: usize::try_from(memory).unwrap_or(usize::MAX),
-            table_elements: table_elements as usize,
-            refused: false,
-        }
-    }
-}
-
-impl ResourceLimiter for TaskLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let allowed = desired <= self.memory && maximum.is_none_or(|max| desired <= max);
-        self.refused |= !allowed;
-        Ok(allowed)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let allowed = desired <= self.table_elements && maximum.is_none_or(|max| desired <= max);
-        self.refused |= !allowed;
-        Ok(allowed)
-    }
-
-    fn instances(&self) -> usize {
-        1
-    }
-
-    fn memories(&self) -> usize {
-        1
-    }
-
-    fn tables(&self) -> usize {
-        MAX_TABLES as usize
-    }
-}
-
-/// Advances the engine's epoch at a fixed interval until dropped.
-struct EpochTicker {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl EpochTicker {
-    fn start(engine: Engine, tick: Duration) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::Builder::new()
-            .name("wasmjob-epoch".into())
-            .spawn({
-                let stop = Arc::clone(&stop);
-                move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(tick);
-                        engine.increment_epoch();
-                    }
-                }
-            })
-            .expect("spawning the epoch ticker thread");
-        EpochTicker {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
