@@ -1,0 +1,70 @@
+//! The embedded backend: the whole queue in one process's memory.
+//!
+//! It serves `wasmjob run` and fast tests. It keeps every rule of the storage interface (leases
+//! fenced by task id, interval-set ranges, runnable only once uploaded) so that the conformance
+//! suite holds it to the same cases as the distributed backend. Nothing is persisted.
+//!
+//! # Layout
+//!
+//! This file holds the store: its state behind one lock, the wake-ups idle workers wait on, and
+//! the lease time. The rest is split by who calls it:
+//! - `state`: the jobs, values, files and workers the lock guards, and how an attempt ends;
+//! - `submitter`: the submitter's side (submit, upload, the reads, delete);
+//! - `worker`: the worker's side (registering, claiming, reports, heartbeats, the reaper).
+
+mod state;
+mod submitter;
+mod worker;
+
+use self::state::State;
+use super::Millis;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The in-memory queue. Cheap to share behind an `Arc`; every method takes `&self`.
+#[derive(Debug)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+    /// Bumped whenever a claim may have become possible, so that idle workers wake at once.
+    work: watch::Sender<u64>,
+    lease_ttl: Duration,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty queue with the default lease time.
+    pub fn new() -> Self {
+        Self::with_lease_ttl(super::DEFAULT_LEASE_TTL)
+    }
+
+    /// An empty queue whose leases last `lease_ttl` between heartbeats.
+    pub fn with_lease_ttl(lease_ttl: Duration) -> Self {
+        MemoryStore {
+            state: Mutex::default(),
+            work: watch::Sender::new(0),
+            lease_ttl,
+        }
+    }
+
+    /// The state, for one operation.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every mutation below completes before it can panic, so a poisoned state is consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tells idle workers that a claim may have become possible.
+    fn wake_workers(&self) {
+        self.work.send_modify(|generation| *generation += 1);
+    }
+
+    /// When a lease taken or renewed at `now` ends.
+    fn lease_deadline(&self, now: Millis) -> Millis {
+        now + self.lease_ttl.as_millis() as Millis
+    }
+}
