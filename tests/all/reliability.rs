@@ -359,7 +359,7 @@ async fn concurrent_reapers_reclaim_each_expired_lease_exactly_once() {
         instance: ulid::Ulid::new(),
     };
     let mut claimed = 0;
-    while let Some(claim) = claimer.next(&worker, 50, Duration::ZERO).await.unwrap() {
+    while let Some(claim) = claimer.claim(&worker, 50, &[], None).await.unwrap() {
         claimed += claim.leases.len();
     }
     assert_eq!(claimed, 400);

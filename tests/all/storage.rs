@@ -4,8 +4,10 @@
 //! test for each backend: the embedded one, and Redis with a private `redis-server` per test.
 
 use crate::common::spec_with;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use ulid::Ulid;
+use wasmjob::executor::{Executor, ExecutorConfig};
 use wasmjob::limits::Limits;
 use wasmjob::manifest::{Digest, ManifestPath};
 use wasmjob::range::RangeSet;
@@ -14,13 +16,13 @@ use wasmjob::storage::{
     Ack, Claim, Heartbeat, JobId, Lease, Report, StorageError, SubmitterStore, TaskId, TaskState,
     Verdict, WorkerId, WorkerStore,
 };
+use wasmjob::worker::{Worker, WorkerConfig, WorkerStats};
 
 /// What every backend under test is.
 pub trait Store: SubmitterStore + WorkerStore {}
 impl<S: SubmitterStore + WorkerStore> Store for S {}
 
 const LONG_LEASE: Duration = Duration::from_secs(60);
-const NO_WAIT: Duration = Duration::ZERO;
 
 fn path(p: &str) -> ManifestPath {
     ManifestPath::new(p).unwrap()
@@ -57,7 +59,7 @@ async fn runnable(store: &impl Store, range: &str) -> JobId {
 }
 
 async fn claim(store: &impl Store, max: usize) -> Option<Claim> {
-    store.next(&worker("w"), max, NO_WAIT).await.unwrap()
+    store.claim(&worker("w"), max, &[], None).await.unwrap()
 }
 
 /// Claims as many as there are `values`, once per value, and checks that each claim gives just
@@ -286,7 +288,7 @@ pub async fn success_keeps_the_result_log_and_worker(store: &impl Store) {
     let job = runnable(store, "5").await;
     let me = worker("host-a");
     let lease = store
-        .next(&me, 1, NO_WAIT)
+        .claim(&me, 1, &[], None)
         .await
         .unwrap()
         .unwrap()
@@ -663,32 +665,102 @@ pub async fn a_huge_job_submits_as_one_interval(store: &impl Store) {
     assert_eq!(store.status(job).await.unwrap().pending, set("3..10000000"));
 }
 
-pub async fn a_waiting_worker_wakes_when_work_arrives(store: &impl Store) {
+pub async fn a_wait_for_work_returns_when_a_job_is_submitted(store: &impl Store) {
+    let me = worker("w");
+    let mark = store.wake_mark().await.unwrap();
+    assert!(store.claim(&me, 1, &[], None).await.unwrap().is_none());
     let waiting = async {
         let started = Instant::now();
-        let claim = store
-            .next(&worker("w"), 1, Duration::from_secs(30))
+        let woken = store
+            .wait_for_work(mark, Duration::from_secs(30))
             .await
             .unwrap();
-        (claim, started.elapsed())
+        (woken, started.elapsed())
     };
     let submitting = async {
         tokio::time::sleep(Duration::from_millis(100)).await;
         runnable(store, "1").await
     };
-    let ((claim, waited), job) = tokio::join!(waiting, submitting);
+    let ((woken, waited), job) = tokio::join!(waiting, submitting);
+    let woken = woken.expect("woken by the job, not timed out");
+    assert!(
+        waited < Duration::from_secs(10),
+        "it waited {waited:?} for a job submitted after 100 ms"
+    );
+    let claim = store.claim(&me, 1, &[], woken.job()).await.unwrap();
     assert_eq!(claim.map(|c| c.job), Some(job));
+
+    // With nothing happening, a wait ends at its timeout.
+    let mark = store.wake_mark().await.unwrap();
+    assert!(store.claim(&me, 1, &[], None).await.unwrap().is_none());
+    let started = Instant::now();
+    while let Some(woken) = store
+        .wait_for_work(mark, Duration::from_millis(50))
+        .await
+        .unwrap()
+    {
+        // A wake-up raised before the mark may still be on its way (Redis's pub/sub): it
+        // finds nothing, and the next wait starts from it.
+        assert!(store.claim(&me, 1, &[], None).await.unwrap().is_none());
+        assert!(started.elapsed() < Duration::from_secs(5), "{woken:?}");
+    }
+}
+
+pub async fn work_that_came_after_the_mark_ends_the_wait_and_a_dropped_wait_loses_nothing(
+    store: &impl Store,
+) {
+    let me = worker("w");
+    let mark = store.wake_mark().await.unwrap();
+    assert!(store.claim(&me, 1, &[], None).await.unwrap().is_none());
+    // A wait dropped half-way (as at a shutdown) takes nothing with it.
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(20),
+        store.wait_for_work(mark, Duration::from_secs(30)),
+    )
+    .await;
+    assert!(dropped.is_err(), "nothing to wake it yet: {dropped:?}");
+    // The job arrives after the claim looked and before the next wait began: the wait from
+    // the same mark still sees it.
+    let job = runnable(store, "1").await;
+    let started = Instant::now();
+    let woken = store
+        .wait_for_work(mark, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(woken.is_some(), "the wake-up was missed");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let claim = store.claim(&me, 1, &[], None).await.unwrap();
+    assert_eq!(claim.map(|c| c.job), Some(job));
+}
+
+/// A worker told to stop while it waits for work stops at once, not at the end of its idle
+/// wait: the wait is dropped, and nothing was claimed.
+pub async fn an_idle_worker_stops_promptly_when_told<S: Store + 'static>(store: Arc<S>) {
+    let cache = tempfile::tempdir().unwrap();
+    let mut config = WorkerConfig::new(cache.path().join("cache"));
+    config.idle_wait = Duration::from_secs(10);
+    let executor = Arc::new(Executor::new(ExecutorConfig::default()).unwrap());
+    let worker = Worker::new(Arc::clone(&store), executor, config).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+    // Time to register, find nothing and settle into its wait.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let asked = Instant::now();
+    stop.send(()).unwrap();
+    let stats = tokio::time::timeout(Duration::from_secs(8), running)
+        .await
+        .expect("the worker waited out its idle wait")
+        .unwrap()
+        .unwrap();
+    let took = asked.elapsed();
     assert!(
-        waited < Duration::from_secs(30),
-        "it waited for the timeout, not the job"
+        took < Duration::from_secs(2),
+        "stopping took {took:?} with a 10 s idle wait"
     );
-    assert!(
-        store
-            .next(&worker("w"), 1, Duration::from_millis(50))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert_eq!(stats, WorkerStats::default());
+    assert!(store.workers().await.unwrap().is_empty(), "it unregistered");
 }
 
 /// Instantiates every case as a test for one backend. `$make` is a closure taking the lease time
@@ -723,14 +795,14 @@ async fn workers_register_their_ceilings_and_claim_only_what_fits(store: &impl S
     let mut fits = spec("7");
     fits.limits.memory = 64 << 20;
     let fitting = submit_runnable(store, &fits, b"module bytes").await;
-    let claim = store.next(&small, 10, NO_WAIT).await.unwrap().unwrap();
+    let claim = store.claim(&small, 10, &[], None).await.unwrap().unwrap();
     assert_eq!(claim.job, fitting);
-    assert!(store.next(&small, 10, NO_WAIT).await.unwrap().is_none());
+    assert!(store.claim(&small, 10, &[], None).await.unwrap().is_none());
 
     // A worker with the default ceilings takes the big one; with it live, big jobs are accepted.
     let large = worker("large");
     store.register(&large, &Limits::MAX).await.unwrap();
-    let claim = store.next(&large, 10, NO_WAIT).await.unwrap().unwrap();
+    let claim = store.claim(&large, 10, &[], None).await.unwrap().unwrap();
     assert_eq!(claim.job, waiting);
     store.submit(&big).await.unwrap();
 
@@ -763,9 +835,15 @@ macro_rules! conformance {
                 describe_returns_the_spec_and_info_knows_the_range,
                 an_invalid_spec_is_refused_naming_the_problem,
                 a_huge_job_submits_as_one_interval,
-                a_waiting_worker_wakes_when_work_arrives,
+                a_wait_for_work_returns_when_a_job_is_submitted,
+                work_that_came_after_the_mark_ends_the_wait_and_a_dropped_wait_loses_nothing,
                 workers_register_their_ceilings_and_claim_only_what_fits,
                 a_batch_of_reports_is_applied_in_order_with_one_ack_each,
+            );
+
+            // Cases that share the store with a worker.
+            conformance!(@shared_cases $make;
+                an_idle_worker_stops_promptly_when_told,
             );
 
             // Cases that let leases expire.
@@ -777,6 +855,15 @@ macro_rules! conformance {
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         conformance!(@cases_with_lease $make, LONG_LEASE; $($case),*);
+    };
+    (@shared_cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (_guard, store) = ($make)(LONG_LEASE).await;
+                super::$case(Arc::new(store)).await;
+            }
+        )*
     };
     (@cases_with_lease $make:expr, $lease:expr; $($case:ident),* $(,)?) => {
         $(

@@ -55,10 +55,6 @@ pub async fn run(args: RunArgs, json: bool) -> anyhow::Result<ExitCode> {
     config.app = "wasmjob-run".into();
     // Ctrl-C means stop now: running tasks are not waited for.
     config.grace = std::time::Duration::ZERO;
-    // A claim under way when the run ends is let finish, wait for work included: kept short so
-    // that the last task's end is the run's end. The embedded store wakes a waiting claim on new
-    // work, so a short wait costs a loop, not latency.
-    config.idle_wait = std::time::Duration::from_millis(20);
     if let Some(slots) = args.slots {
         anyhow::ensure!(slots > 0, "--slots must be at least 1");
         config.slots = slots;

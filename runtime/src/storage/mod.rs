@@ -2,7 +2,7 @@
 //!
 //! The interface is split by who calls it: [`SubmitterStore`] is the submitter's side (submit,
 //! upload, status, info, list, describe, delete) and [`WorkerStore`] the worker's side (claim the
-//! next tasks, download, report outcomes, heartbeat, reap). Every backend implements both, and one
+//! next tasks, wait for work, download, report outcomes, heartbeat, reap). Every backend implements both, and one
 //! conformance suite runs the same cases against each.
 //!
 //! The rules every backend keeps:
@@ -27,6 +27,7 @@
 //! - `ids`: job, task and worker ids, and the storage's clock;
 //! - `job`: what a submitter gets back: a submit's answer, a job's status, a task's info;
 //! - `lease`: what a worker and the store exchange: leases, claims, reports, heartbeats;
+//! - `wake`: the wake-ups an idle worker waits on, and the mark that keeps it from missing one;
 //! - `error`: every way an operation can fail;
 //! - `memory` and `redis`: the two backends.
 
@@ -36,6 +37,7 @@ mod job;
 mod lease;
 mod memory;
 mod redis;
+mod wake;
 
 pub use self::error::{StorageError, with_causes};
 pub use self::ids::{JobId, Millis, TaskId, WorkerId, now_millis};
@@ -45,6 +47,7 @@ pub use self::lease::{
 };
 pub use self::memory::MemoryStore;
 pub use self::redis::{DEFAULT_PREFIX, DEFAULT_URL, RedisConfig, RedisStore, redact_url};
+pub use self::wake::WakeMark;
 
 use self::job::check_upload;
 use crate::limits::{Limits, OverCeilings};
@@ -174,28 +177,40 @@ pub trait WorkerStore: Send + Sync {
         worker: &WorkerId,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
 
+    /// Where this store's wake-ups stand now. Take it before a claim: after a claim that found
+    /// nothing, [`wait_for_work`](Self::wait_for_work) from it returns for any wake-up since,
+    /// so work that appeared while the claim looked is not missed. The first call may start
+    /// listening for wake-ups (the Redis store subscribes); later ones cost no round trip.
+    fn wake_mark(&self) -> impl Future<Output = Result<WakeMark, StorageError>> + Send;
+
     /// Claims up to `max` pending tasks of the highest-priority runnable job (the oldest job
     /// within a priority) that fits the ceilings `worker` registered, within that job's max
-    /// concurrency. Waits up to `wait` for work when there is none; `None` means there was none
-    /// by then.
-    fn next(
+    /// concurrency, passing over the jobs in `avoid` (those the worker holds back for a fault of
+    /// its own host). `hint`, the job named by the wake-up that ended the last wait
+    /// ([`WakeMark::job`]), may be tried first: it spares a look at the queue.
+    ///
+    /// It takes what is runnable now and never waits: `None` means there was nothing. It is not
+    /// cancel-safe: once under way it may have taken leases, which a dropped claim would lose
+    /// until they expire, so let it finish and wait with [`wait_for_work`](Self::wait_for_work).
+    fn claim(
         &self,
         worker: &WorkerId,
         max: usize,
-        wait: Duration,
-    ) -> impl Future<Output = Result<Option<Claim>, StorageError>> + Send {
-        self.next_avoiding(worker, max, wait, &[])
-    }
-
-    /// Like [`next`](Self::next), passing over the jobs in `avoid`: those the worker holds back
-    /// for a fault of its own host.
-    fn next_avoiding(
-        &self,
-        worker: &WorkerId,
-        max: usize,
-        wait: Duration,
         avoid: &[JobId],
+        hint: Option<JobId>,
     ) -> impl Future<Output = Result<Option<Claim>, StorageError>> + Send;
+
+    /// Waits until something may be claimable: a wake-up after `mark` (at once if one came
+    /// already), whose mark it returns, or `None` once `timeout` has passed without one. A
+    /// wake-up is a reason to claim, not a promise that the claim finds work.
+    ///
+    /// Cancel-safe: it takes nothing and changes nothing, so it may be dropped at any point (at
+    /// a shutdown, say) and a later wait from the same mark sees every wake-up since.
+    fn wait_for_work(
+        &self,
+        mark: WakeMark,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Option<WakeMark>, StorageError>> + Send;
 
     /// Records, for `status`, why a worker cannot run the job's tasks for now (its host cannot
     /// prepare them); the note goes once a task of the job succeeds.

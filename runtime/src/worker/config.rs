@@ -22,7 +22,8 @@ pub struct WorkerConfig {
     pub heartbeat_interval: Duration,
     /// How often this worker reaps expired leases.
     pub reap_interval: Duration,
-    /// How long one wait for work lasts before the worker looks around again (reaping).
+    /// How long one wait for work lasts, when a claim found nothing and no wake-up comes, before
+    /// the worker claims and looks around (reaping) again. A stop ends the wait at once.
     pub idle_wait: Duration,
     /// On shutdown, how long running attempts may take to finish before they are stopped and
     /// handed back.

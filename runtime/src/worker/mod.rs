@@ -16,11 +16,13 @@
 //!
 //! A worker claims tasks of one job at a time: one per free slot while tasks are long, and,
 //! once recent attempts show them short, ahead of its slots, so that one claim serves hundreds
-//! of short tasks. It reaps expired leases periodically, whoever's they are. On shutdown it
-//! claims nothing more (a claim under way is let finish: its leases are already taken), hands
-//! back at once the leases still waiting for a slot, lets running attempts finish within the
-//! grace period, then stops the rest and hands them back too, and delivers every report before
-//! it returns.
+//! of short tasks. A claim never waits; when it finds nothing the worker waits for a wake-up
+//! from the store, up to the idle wait. It reaps expired leases periodically, whoever's they
+//! are. On shutdown it claims nothing more (a claim under way is let finish: its leases are
+//! already taken; a wait for work is dropped, so an idle worker stops at once), hands back at
+//! once the leases still waiting for a slot, lets running attempts finish within the grace
+//! period, then stops the rest and hands them back too, and delivers every report before it
+//! returns.
 //!
 //! It works with any [`WorkerStore`]; it never touches a wasmtime `Store` (that is the
 //! executor's).
@@ -46,6 +48,7 @@ use self::reporter::Reporter;
 use crate::cache::{BlobCache, CacheError};
 use crate::executor::Executor;
 use crate::storage::{Claim, Report, StorageError, WorkerId, WorkerStore, with_causes};
+use futures_util::FutureExt;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -224,9 +227,15 @@ impl<S: WorkerStore + 'static> Shared<S> {
         }
         backoff.reset();
 
+        // The job named by the wake-up that ended the last wait, tried first by the next claim.
+        let mut hint = None;
         loop {
             // Finished tasks are collected as we go so the set does not grow without bound.
             while tasks.try_join_next().is_some() {}
+            // A stop is seen here between claims, and in every wait below.
+            if (&mut shutdown).now_or_never().is_some() {
+                return Ok(());
+            }
             if last_reap.elapsed() >= self.config.reap_interval {
                 last_reap = Instant::now();
                 self.look_around().await?;
@@ -246,32 +255,43 @@ impl<S: WorkerStore + 'static> Shared<S> {
             let wanted = capacity - tasks.len();
 
             // A claim is never dropped half-way: its script may already have run in Redis, and
-            // the leases it took would be lost. One under way when shutdown comes is let finish
-            // (within `idle_wait`), and its leases go back untried in `drain`.
+            // the leases it took would be lost. It never waits either, so it is not raced against
+            // shutdown: the wait for work after a claim that found nothing is, since dropping
+            // that loses nothing. The mark is taken first, so that work appearing while the
+            // claim looks ends the wait at once.
             let held = self.faults.held();
-            let claim = self
-                .store
-                .next_avoiding(&self.id, wanted, self.config.idle_wait, &held);
-            tokio::pin!(claim);
-            let (claimed, stopping) = tokio::select! {
-                claimed = &mut claim => (claimed, false),
-                () = &mut shutdown => (claim.await, true),
-            };
-            if claimed.is_ok() {
-                backoff.reset();
+            let claimed = async {
+                let mark = self.store.wake_mark().await?;
+                let claim = self.store.claim(&self.id, wanted, &held, hint).await?;
+                Ok::<_, StorageError>((mark, claim))
             }
-            match claimed {
-                Ok(Some(claim)) => self.spawn_tasks(claim, tasks),
-                Ok(None) => {}
-                Err(e) if stopping && passes(&e) => {}
+            .await;
+            hint = None;
+            let waited = match claimed {
+                Ok((_, Some(claim))) => {
+                    backoff.reset();
+                    self.spawn_tasks(claim, tasks);
+                    continue;
+                }
+                Ok((mark, None)) => {
+                    backoff.reset();
+                    tokio::select! {
+                        woken = self.store.wait_for_work(mark, self.config.idle_wait) => woken,
+                        () = &mut shutdown => return Ok(()),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match waited {
+                Ok(woken) => hint = woken.and_then(|mark| mark.job()),
                 Err(e) if passes(&e) => {
                     tracing::warn!("claiming failed, retrying: {}", with_causes(&e));
-                    backoff.wait().await;
+                    tokio::select! {
+                        () = backoff.wait() => {}
+                        () = &mut shutdown => return Ok(()),
+                    }
                 }
                 Err(e) => return Err(e.into()),
-            }
-            if stopping {
-                return Ok(());
             }
         }
     }

@@ -18,16 +18,16 @@ mod worker;
 
 use self::state::State;
 use super::Millis;
+use super::wake::Wakeups;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::watch;
 
 /// The in-memory queue. Cheap to share behind an `Arc`; every method takes `&self`.
 #[derive(Debug)]
 pub struct MemoryStore {
     state: Mutex<State>,
-    /// Bumped whenever a claim may have become possible, so that idle workers wake at once.
-    work: watch::Sender<u64>,
+    /// Raised whenever a claim may have become possible, so that idle workers wake at once.
+    work: Wakeups,
     lease_ttl: Duration,
 }
 
@@ -47,7 +47,7 @@ impl MemoryStore {
     pub fn with_lease_ttl(lease_ttl: Duration) -> Self {
         MemoryStore {
             state: Mutex::default(),
-            work: watch::Sender::new(0),
+            work: Wakeups::default(),
             lease_ttl,
         }
     }
@@ -60,7 +60,7 @@ impl MemoryStore {
 
     /// Tells idle workers that a claim may have become possible.
     fn wake_workers(&self) {
-        self.work.send_modify(|generation| *generation += 1);
+        self.work.wake(None);
     }
 
     /// When a lease taken or renewed at `now` ends.

@@ -9,7 +9,7 @@ use crate::limits::Limits;
 use crate::manifest::Digest;
 use crate::storage::{
     Ack, Claim, Heartbeat, JobId, Lease, Reaped, RegisteredWorker, Report, StorageError, TaskId,
-    Verdict, WorkerId, WorkerStore, now_millis, on_last_chance,
+    Verdict, WakeMark, WorkerId, WorkerStore, now_millis, on_last_chance,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,30 +119,30 @@ impl WorkerStore for MemoryStore {
         Ok(())
     }
 
-    async fn next_avoiding(
+    async fn wake_mark(&self) -> Result<WakeMark, StorageError> {
+        Ok(self.work.mark())
+    }
+
+    async fn claim(
         &self,
         worker: &WorkerId,
         max: usize,
-        wait: Duration,
         avoid: &[JobId],
+        // Every claim looks at the whole queue in memory: a hint would spare nothing.
+        _hint: Option<JobId>,
     ) -> Result<Option<Claim>, StorageError> {
-        // Subscribed before looking, so work that appears in between still wakes us.
-        let mut work = self.work.subscribe();
-        let give_up = tokio::time::Instant::now() + wait;
-        loop {
-            if max == 0 {
-                return Ok(None);
-            }
-            if let Some(claim) = self.try_claim(worker, max, avoid) {
-                return Ok(Some(claim));
-            }
-            if tokio::time::timeout_at(give_up, work.changed())
-                .await
-                .is_err()
-            {
-                return Ok(None);
-            }
+        if max == 0 {
+            return Ok(None);
         }
+        Ok(self.try_claim(worker, max, avoid))
+    }
+
+    async fn wait_for_work(
+        &self,
+        mark: WakeMark,
+        timeout: Duration,
+    ) -> Result<Option<WakeMark>, StorageError> {
+        Ok(self.work.wait_past(mark, timeout).await)
     }
 
     async fn hold_back(&self, job: JobId, note: &str) -> Result<(), StorageError> {

@@ -1,6 +1,7 @@
 //! Claiming: up to N tasks of the first queued job that has tasks to give and fits the worker's
-//! ceilings, in one script call, waiting on a wake-up while there are none. A job the claim
-//! finds it cannot run (an unreadable spec, values outside its range) is set aside for good.
+//! ceilings, in one script call; the job a wake-up named is tried first. A claim never waits:
+//! waiting for work is `wake`'s. A job the claim finds it cannot run (an unreadable spec, values
+//! outside its range) is set aside for good.
 //!
 //! What a lease is and how it ends is `report`'s; the wake-ups are `wake`'s; the ceilings a
 //! worker registered are the registry's.
@@ -10,9 +11,8 @@ use super::wire::{self, ClaimReply};
 use super::{RedisStore, report};
 use crate::limits::Limits;
 use crate::storage::{Claim, JobId, Report, StorageError, Verdict, WorkerId};
-use std::time::Duration;
 
-/// How many queued jobs one claim looks at before waiting for work.
+/// How many queued jobs one claim looks at before it gives up.
 const CLAIM_CANDIDATES: isize = 32;
 
 /// How many low bits of a claim's task-id base count its leases.
@@ -29,36 +29,21 @@ fn claim_task_ids() -> ulid::Ulid {
     ulid::Ulid(ulid::Ulid::new().0 & !((1u128 << CLAIM_ID_BITS) - 1))
 }
 
-/// Claims up to `max` tasks for `worker`, passing over the jobs in `avoid`, waiting up to `wait`
-/// for work when there is none.
-pub(super) async fn next(
+/// Claims up to `max` tasks for `worker`, passing over the jobs in `avoid` and trying `hint`
+/// first; never waits.
+pub(super) async fn claim(
     store: &RedisStore,
     worker: &WorkerId,
     max: usize,
-    wait: Duration,
     avoid: &[JobId],
+    hint: Option<JobId>,
 ) -> Result<Option<Claim>, StorageError> {
     if max == 0 {
         return Ok(None);
     }
     let ceilings = store.registry.ceilings_of(worker);
     let worker = wire::to_json("a worker", worker)?;
-    // Subscribed before looking, so work that appears in between still wakes us.
-    let mut work = store.wake_receiver().await?;
-    let give_up = tokio::time::Instant::now() + wait;
-    let mut hint = None;
-    loop {
-        if let Some(claim) = try_claim(store, &worker, ceilings, max, hint, avoid).await? {
-            return Ok(Some(claim));
-        }
-        if tokio::time::timeout_at(give_up, work.changed())
-            .await
-            .is_err()
-        {
-            return Ok(None);
-        }
-        hint = *work.borrow_and_update();
-    }
+    try_claim(store, &worker, ceilings, max, hint, avoid).await
 }
 
 /// Tries the queued jobs in order and claims from the first that has tasks to give and fits

@@ -18,7 +18,7 @@
 //! - `keys`: every key name, and the order of a job's keys; `scripts` and `lua/`: the scripts;
 //! - `wire`: the scripts' replies read as Rust values (pure, tested without a server);
 //! - `specs`: job specs read once and kept; `queue`: the index of claimable jobs;
-//! - `wake`: the wake-ups idle workers wait on; `claim`: claiming tasks;
+//! - `wake`: the wake-ups idle workers wait on; `claim`: claiming tasks, which never waits;
 //! - `report`: reports, heartbeats, holding back, and the reaper;
 //! - `submit`: submitting, uploading and deleting jobs; `blob`: a file's bytes, in chunks;
 //! - `reads`: status, info, listings, describe; `registry`: the live workers and their
@@ -43,7 +43,7 @@ pub use connection::redact_url;
 
 use super::{
     Ack, Claim, Heartbeat, JobId, JobStatus, Lease, Reaped, RegisteredWorker, Report, StorageError,
-    Submitted, SubmitterStore, TaskInfo, WorkerId, WorkerStore,
+    Submitted, SubmitterStore, TaskInfo, WakeMark, WorkerId, WorkerStore,
 };
 use crate::limits::Limits;
 use crate::manifest::{Digest, ManifestPath};
@@ -97,7 +97,7 @@ pub struct RedisStore {
     specs: specs::SpecCache,
     /// The marker of the server's data this store knows.
     instance: instance::Marker,
-    /// Started by the first claim: the wake-ups published on the wake channel.
+    /// Started by the first wake mark or wait: the wake-ups published on the wake channel.
     wake: OnceCell<wake::WakeListener>,
     /// The ceilings this process's workers registered, and the live workers as last read.
     registry: registry::Registered,
@@ -178,14 +178,26 @@ impl WorkerStore for RedisStore {
         registry::unregister(self, worker).await
     }
 
-    async fn next_avoiding(
+    async fn wake_mark(&self) -> Result<WakeMark, StorageError> {
+        wake::mark(self).await
+    }
+
+    async fn claim(
         &self,
         worker: &WorkerId,
         max: usize,
-        wait: Duration,
         avoid: &[JobId],
+        hint: Option<JobId>,
     ) -> Result<Option<Claim>, StorageError> {
-        claim::next(self, worker, max, wait, avoid).await
+        claim::claim(self, worker, max, avoid, hint).await
+    }
+
+    async fn wait_for_work(
+        &self,
+        mark: WakeMark,
+        timeout: Duration,
+    ) -> Result<Option<WakeMark>, StorageError> {
+        wake::wait(self, mark, timeout).await
     }
 
     async fn hold_back(&self, job: JobId, note: &str) -> Result<(), StorageError> {

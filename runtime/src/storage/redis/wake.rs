@@ -1,21 +1,22 @@
 //! The wake-ups idle workers wait on: one pub/sub subscription per store, started by its first
-//! claim, forwarded to every claim under way through a watch channel, and resubscribed after a
-//! lost connection.
+//! wake mark (or wait), counted in the store's [`Wakeups`] that every wait reads, and
+//! resubscribed after a lost connection.
 //!
 //! Publishing is left to whatever makes work appear (the queue's enqueue, the scripts that end
-//! or return leases, a worker registering); what a claim does once woken is `claim`'s.
+//! or return leases, a worker registering); the mark and the wait are the storage interface's
+//! (`storage::wake`); what a claim does once woken is `claim`'s.
 
 use super::RedisStore;
-use crate::storage::{JobId, StorageError};
+use crate::storage::wake::Wakeups;
+use crate::storage::{StorageError, WakeMark};
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 
-/// Forwards the wake channel to the store's claims: every message is a change, and its value
-/// is the job the latest wake-up named, when it was a job made claimable.
+/// Counts the wake channel's messages for the store's waits: every message is a wake-up, naming
+/// the job it made claimable when it was one.
 pub(super) struct WakeListener {
-    wakes: Arc<watch::Sender<Option<JobId>>>,
+    wakes: Arc<Wakeups>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -25,37 +26,48 @@ impl Drop for WakeListener {
     }
 }
 
-impl RedisStore {
-    /// A receiver that changes whenever work may have appeared. The first call subscribes to
-    /// the wake channel and keeps a task listening, resubscribing after a lost connection.
-    pub(super) async fn wake_receiver(
-        &self,
-    ) -> Result<watch::Receiver<Option<JobId>>, StorageError> {
-        let listener = self
-            .wake
-            .get_or_try_init(|| async {
-                let channel = self.keys.wake();
-                let mut pubsub = self
-                    .client
-                    .get_async_pubsub()
-                    .await
-                    .map_err(|e| self.error(e))?;
-                pubsub
-                    .subscribe(&channel)
-                    .await
-                    .map_err(|e| self.error(e))?;
-                let wakes = Arc::new(watch::Sender::new(None));
-                let task = tokio::spawn(listen_for_work(
-                    self.client.clone(),
-                    channel,
-                    pubsub,
-                    Arc::clone(&wakes),
-                ));
-                Ok::<_, StorageError>(WakeListener { wakes, task })
-            })
-            .await?;
-        Ok(listener.wakes.subscribe())
-    }
+/// Where the store's wake-ups stand now. The first call subscribes to the wake channel and keeps
+/// a task listening, resubscribing after a lost connection; later ones cost no round trip.
+pub(super) async fn mark(store: &RedisStore) -> Result<WakeMark, StorageError> {
+    Ok(listener(store).await?.wakes.mark())
+}
+
+/// Waits for a wake-up after `mark`, up to `timeout` (see `WorkerStore::wait_for_work`).
+/// Cancel-safe: once subscribed, it only reads the count.
+pub(super) async fn wait(
+    store: &RedisStore,
+    mark: WakeMark,
+    timeout: Duration,
+) -> Result<Option<WakeMark>, StorageError> {
+    Ok(listener(store).await?.wakes.wait_past(mark, timeout).await)
+}
+
+/// The store's listener, subscribed at the first call. A call dropped while it subscribes
+/// leaves nothing behind: the next one subscribes afresh.
+async fn listener(store: &RedisStore) -> Result<&WakeListener, StorageError> {
+    store
+        .wake
+        .get_or_try_init(|| async {
+            let channel = store.keys.wake();
+            let mut pubsub = store
+                .client
+                .get_async_pubsub()
+                .await
+                .map_err(|e| store.error(e))?;
+            pubsub
+                .subscribe(&channel)
+                .await
+                .map_err(|e| store.error(e))?;
+            let wakes = Arc::new(Wakeups::default());
+            let task = tokio::spawn(listen_for_work(
+                store.client.clone(),
+                channel,
+                pubsub,
+                Arc::clone(&wakes),
+            ));
+            Ok::<_, StorageError>(WakeListener { wakes, task })
+        })
+        .await
 }
 
 /// Forwards wake-ups to `wakes` until aborted; resubscribes when the connection drops.
@@ -63,12 +75,9 @@ async fn listen_for_work(
     client: redis::Client,
     channel: String,
     mut pubsub: redis::aio::PubSub,
-    wakes: Arc<watch::Sender<Option<JobId>>>,
+    wakes: Arc<Wakeups>,
 ) {
-    // `send_replace` marks a change even when the value is the same: every wake-up counts.
-    let wake = |job| {
-        wakes.send_replace(job);
-    };
+    let wake = |job| wakes.wake(job);
     loop {
         {
             let mut messages = pubsub.on_message();
