@@ -288,7 +288,7 @@ async fn deleting_a_running_job_stops_its_tasks() {
     eventually("the worker to stop both tasks", PATIENCE, || async {
         worker
             .log()
-            .matches("the lease is no longer ours or the job was deleted")
+            .matches("stopped: the job was deleted")
             .count()
             == 2
     })

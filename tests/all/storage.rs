@@ -616,7 +616,7 @@ pub async fn a_deleted_job_is_gone_and_its_workers_are_told_to_stop(store: &impl
     ));
     assert_eq!(
         store.heartbeat(&lease, None).await.unwrap(),
-        Heartbeat::Stop
+        Heartbeat::JobGone
     );
     assert_eq!(
         report(store, &lease, Verdict::Success { result: vec![] }).await,

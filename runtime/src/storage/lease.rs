@@ -112,8 +112,11 @@ pub enum Heartbeat {
         /// The new deadline.
         deadline: Millis,
     },
-    /// Stop the attempt: the lease is no longer current or the job was deleted.
+    /// Stop the attempt: the lease is no longer current (it expired and the task may be running
+    /// elsewhere).
     Stop,
+    /// Stop the attempt: the job was deleted.
+    JobGone,
 }
 
 /// What a reaper pass did.

@@ -3,7 +3,7 @@
 //! the verdict it queues for the reporter.
 //!
 //! An attempt stopped early is stopped for a reason, handed to its [`TaskControl`] with the
-//! stop: the lease was lost (nothing to report), it could not be renewed in time
+//! stop: the lease was lost or the job deleted (nothing to report), it could not be renewed in time
 //! (self-fencing, nothing to report), or shutdown's grace ran out (handed back). What the guest
 //! does and how it is stopped is the executor's; which leases may run now is admission's.
 
@@ -22,9 +22,11 @@ use wasmjob_host_api::{Ending, Outcome};
 /// Why an attempt was stopped before it ended by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum StopReason {
-    /// The store no longer holds the lease: it expired (another worker may run the task now)
-    /// or the job was deleted. Nothing is reported.
+    /// The store no longer holds the lease: it expired, and another worker may run the task
+    /// now. Nothing is reported.
     LeaseLost,
+    /// The job was deleted while the attempt ran. Nothing is reported.
+    JobGone,
     /// The lease could not be renewed in time, the store being away: the attempt is stopped
     /// before the lease can expire, since past that another worker may run the same task
     /// (self-fencing). Nothing is reported.
@@ -237,10 +239,15 @@ impl<S: WorkerStore + 'static> Shared<S> {
         self.pace.record(report.duration);
         if report.ending == Ending::Cancelled {
             match control.stopped() {
-                Some(StopReason::LeaseLost | StopReason::Fenced) => {
-                    tracing::warn!(%job, value = lease.value, "stopped: the lease is no longer ours or the job was deleted");
+                Some(StopReason::LeaseLost) => {
+                    tracing::warn!(%job, value = lease.value, "stopped: the lease is no longer ours");
                     return None;
                 }
+                Some(StopReason::JobGone) => {
+                    tracing::info!(%job, value = lease.value, "stopped: the job was deleted");
+                    return None;
+                }
+                Some(StopReason::Fenced) => return None,
                 Some(StopReason::Shutdown) => return Some((Verdict::Requeue, Vec::new())),
                 None => {}
             }
@@ -289,6 +296,7 @@ impl<S: WorkerStore + 'static> Shared<S> {
             match tokio::time::timeout(interval, heartbeat).await {
                 Ok(Ok(Heartbeat::Continue { .. })) => renewed = sent,
                 Ok(Ok(Heartbeat::Stop)) => control.stop(StopReason::LeaseLost),
+                Ok(Ok(Heartbeat::JobGone)) => control.stop(StopReason::JobGone),
                 Ok(Err(e)) => {
                     tracing::warn!(job = %lease.job, value = lease.value, "heartbeat failed: {}", with_causes(&e))
                 }

@@ -224,7 +224,7 @@ impl WorkerStore for MemoryStore {
         let now = now_millis();
         let mut state = self.lock();
         let Some(job) = state.jobs.get_mut(&lease.job) else {
-            return Ok(Heartbeat::Stop);
+            return Ok(Heartbeat::JobGone);
         };
         let Some(current) = job.active.get_mut(&lease.value) else {
             return Ok(Heartbeat::Stop);

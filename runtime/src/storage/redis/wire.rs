@@ -320,10 +320,12 @@ pub(super) fn report_reply(
     Ok((done == "1", acks))
 }
 
-/// Reads the heartbeat script's reply: the new deadline, or a negative number to stop.
+/// Reads the heartbeat script's reply: the new deadline, -2 when the job is gone, or another
+/// negative number when the lease is no longer current.
 pub(super) fn heartbeat(deadline: i64) -> Heartbeat {
     match u64::try_from(deadline) {
         Ok(deadline) => Heartbeat::Continue { deadline },
+        Err(_) if deadline == -2 => Heartbeat::JobGone,
         Err(_) => Heartbeat::Stop,
     }
 }

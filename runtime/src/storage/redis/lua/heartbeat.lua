@@ -1,10 +1,13 @@
 -- heartbeat: renews a lease and records the latest progress.
 -- KEYS: the job's keys
 -- ARGV[1] value, ARGV[2] task id, ARGV[3] lease time (ms), ARGV[4] progress (optional)
--- Returns the new deadline (ms), or -1 when the attempt must stop (the lease is no longer
--- current, or the job was deleted).
+-- Returns the new deadline (ms), or when the attempt must stop -1 (the lease is no longer
+-- current) or -2 (the job was deleted).
 local lease = redis.call('HGET', KEYS[K_ACTIVE], ARGV[1])
 if not lease then
+  if redis.call('EXISTS', KEYS[K_STATE]) == 0 then
+    return -2
+  end
   return -1
 end
 local task, attempt, _, started, worker = decode_lease(lease)

@@ -318,9 +318,10 @@ fn a_report_reply_gives_one_ack_per_report() {
 }
 
 #[test]
-fn a_heartbeat_reply_is_a_deadline_or_a_stop() {
+fn a_heartbeat_reply_is_a_deadline_a_stop_or_a_job_gone() {
     assert_eq!(heartbeat(5), Heartbeat::Continue { deadline: 5 });
     assert_eq!(heartbeat(-1), Heartbeat::Stop);
+    assert_eq!(heartbeat(-2), Heartbeat::JobGone);
 }
 
 #[test]
