@@ -5,13 +5,18 @@
 //! queue's Lua scripts, whose numbers are doubles, stay exact.
 //!
 //! A set is stored as sorted, disjoint, non-adjacent inclusive intervals, never one entry per
-//! value: a job of 10^7 values is one interval, and every operation here costs time in the number
-//! of intervals. This module does not know where sets live (the storage backends keep pending,
+//! value: a job of 10^7 values is one interval. The intervals are a B-tree keyed by start, so
+//! that a set stays fast when it is fragmented (a job whose values fail at random): inserting or
+//! removing a value or a run of values and testing membership cost a logarithmic search in the
+//! number of intervals, counting costs nothing, and taking the first n values costs one step
+//! per interval taken. A sorted vector, the simpler choice, shifts on average half the set on
+//! every insert or removal in its middle, and counting walks it whole. This module does not know where sets live (the storage backends keep pending,
 //! succeeded and failed sets of each job) nor what a value means to a task.
 //!
 //! One type and its operations, kept whole above 400 lines: every method keeps the invariant
 //! above and the canonical text form relies on it; split apart, it would be kept in several files.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -22,7 +27,8 @@ pub const MAX_VALUE: u64 = (1 << 53) - 1;
 
 /// A set of task values, kept as inclusive intervals.
 ///
-/// Every operation costs time in the number of intervals, not values. Values above
+/// No operation costs time in the number of values; see the module docs for what each costs
+/// in the number of intervals. Values above
 /// [`MAX_VALUE`] cannot be inserted: the methods that add values panic on them, as slice
 /// indexing does on an index out of bounds; values from outside the program come in through
 /// [`FromStr`] or serde, which check them.
@@ -37,10 +43,12 @@ pub const MAX_VALUE: u64 = (1 << 53) - 1;
 /// empty string, so sets of every size round-trip through JSON.
 #[derive(Clone, Debug, PartialEq, Eq, Default, Hash)]
 pub struct RangeSet {
-    /// Sorted by start; for consecutive intervals `(a, b)` and `(c, d)`, `b + 1 < c`. Keeping
-    /// them non-adjacent makes the representation unique, so derived equality and hashing are
-    /// equality and hashing of the sets.
-    intervals: Vec<(u64, u64)>,
+    /// Each interval's start mapped to its end. For consecutive intervals `(a, b)` and
+    /// `(c, d)`, `b + 1 < c`. Keeping them non-adjacent makes the representation unique, so
+    /// derived equality and hashing are equality and hashing of the sets.
+    intervals: BTreeMap<u64, u64>,
+    /// The number of values, kept up to date so that counting costs nothing.
+    len: u64,
 }
 
 impl RangeSet {
@@ -69,12 +77,24 @@ impl RangeSet {
     pub fn from_intervals(intervals: impl IntoIterator<Item = (u64, u64)>) -> Self {
         let mut sorted: Vec<(u64, u64)> = intervals.into_iter().filter(|&(s, e)| s <= e).collect();
         sorted.sort_unstable();
-        let mut out = Vec::with_capacity(sorted.len());
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(sorted.len());
         for (start, end) in sorted {
             assert_value(end);
-            push_merged(&mut out, (start, end));
+            match merged.last_mut() {
+                Some(last) if start <= last.1 + 1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
         }
-        Self { intervals: out }
+        Self::from_canonical(merged)
+    }
+
+    /// A set of intervals already ascending, disjoint and non-adjacent; built in linear time.
+    fn from_canonical(intervals: Vec<(u64, u64)>) -> Self {
+        let len = intervals.iter().map(|&(s, e)| e - s + 1).sum();
+        Self {
+            intervals: intervals.into_iter().collect(),
+            len,
+        }
     }
 
     /// Whether the set has no values.
@@ -84,8 +104,7 @@ impl RangeSet {
 
     /// The number of values in the set.
     pub fn len(&self) -> u64 {
-        // Cannot overflow: all values are at most MAX_VALUE < u64::MAX.
-        self.intervals.iter().map(|&(s, e)| e - s + 1).sum()
+        self.len
     }
 
     /// The number of intervals the set is stored as.
@@ -94,29 +113,33 @@ impl RangeSet {
     }
 
     /// The set's intervals `(start, end)`, inclusive, ascending, disjoint and non-adjacent.
-    pub fn intervals(&self) -> &[(u64, u64)] {
-        &self.intervals
+    pub fn intervals(
+        &self,
+    ) -> impl DoubleEndedIterator<Item = (u64, u64)> + ExactSizeIterator + Clone + '_ {
+        self.intervals.iter().map(|(&s, &e)| (s, e))
     }
 
     /// Every value of the set, ascending, produced lazily.
     pub fn values(&self) -> impl DoubleEndedIterator<Item = u64> + '_ {
-        self.intervals.iter().flat_map(|&(s, e)| s..=e)
+        self.intervals().flat_map(|(s, e)| s..=e)
     }
 
     /// The lowest value.
     pub fn first(&self) -> Option<u64> {
-        self.intervals.first().map(|&(s, _)| s)
+        self.intervals.first_key_value().map(|(&s, _)| s)
     }
 
     /// The highest value.
     pub fn last(&self) -> Option<u64> {
-        self.intervals.last().map(|&(_, e)| e)
+        self.intervals.last_key_value().map(|(_, &e)| e)
     }
 
     /// Whether `value` is in the set.
     pub fn contains(&self, value: u64) -> bool {
-        let i = self.intervals.partition_point(|&(_, e)| e < value);
-        self.intervals.get(i).is_some_and(|&(s, _)| s <= value)
+        self.intervals
+            .range(..=value)
+            .next_back()
+            .is_some_and(|(_, &end)| end >= value)
     }
 
     /// Adds `value`; returns whether it was absent.
@@ -143,20 +166,26 @@ impl RangeSet {
             return;
         }
         assert_value(end);
-        // Intervals in lo..hi overlap or touch [start, end] and merge with it. The `+ 1`s cannot
-        // overflow: stored ends and `end` are at most MAX_VALUE.
-        let lo = self.intervals.partition_point(|&(_, e)| e + 1 < start);
-        let hi = self.intervals.partition_point(|&(s, _)| s <= end + 1);
-        if lo == hi {
-            self.intervals.insert(lo, (start, end));
-        } else {
-            let merged = (
-                start.min(self.intervals[lo].0),
-                end.max(self.intervals[hi - 1].1),
-            );
-            self.intervals[lo] = merged;
-            self.intervals.drain(lo + 1..hi);
+        let (mut start, mut end) = (start, end);
+        // An interval that starts before and reaches `start - 1` merges; the `+ 1`s cannot
+        // overflow, stored ends and `end` being at most MAX_VALUE.
+        if let Some((&s, &e)) = self.intervals.range(..start).next_back() {
+            if e >= end {
+                return;
+            }
+            if e + 1 >= start {
+                start = s;
+            }
         }
+        // So does every interval that starts within `start..=end + 1`. Each one is removed
+        // here, so the work is paid for by the insert that made it.
+        while let Some((&s, &e)) = self.intervals.range(start..=end + 1).next() {
+            self.intervals.remove(&s);
+            self.len -= e - s + 1;
+            end = end.max(e);
+        }
+        self.intervals.insert(start, end);
+        self.len += end - start + 1;
     }
 
     /// Removes `value`; returns whether it was present.
@@ -174,81 +203,83 @@ impl RangeSet {
         if start > end {
             return;
         }
-        let lo = self.intervals.partition_point(|&(_, e)| e < start);
-        let hi = self.intervals.partition_point(|&(s, _)| s <= end);
-        if lo >= hi {
-            return;
+        // The interval that starts before `start` and reaches into it keeps its head, and its
+        // tail when it reaches past `end`.
+        if let Some((&s, &e)) = self.intervals.range(..start).next_back()
+            && e >= start
+        {
+            self.intervals.insert(s, start - 1);
+            self.len -= e.min(end) - start + 1;
+            if e > end {
+                self.intervals.insert(end + 1, e);
+                return;
+            }
         }
-        let (first_start, _) = self.intervals[lo];
-        let (_, last_end) = self.intervals[hi - 1];
-        // What survives of the first and last overlapping intervals; `start - 1` and `end + 1`
-        // are only computed when they are in range.
-        let head = (first_start < start).then(|| (first_start, start - 1));
-        let tail = (last_end > end).then(|| (end + 1, last_end));
-        self.intervals.splice(lo..hi, head.into_iter().chain(tail));
+        // Every interval that starts within `start..=end` goes, keeping what reaches past `end`.
+        while let Some((&s, &e)) = self.intervals.range(start..=end).next() {
+            self.intervals.remove(&s);
+            self.len -= e - s + 1;
+            if e > end {
+                self.intervals.insert(end + 1, e);
+                self.len += e - end;
+            }
+        }
+    }
+
+    /// The intervals that share a value with the non-empty `start..=end`, ascending.
+    fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let from = match self.intervals.range(..start).next_back() {
+            Some((&s, &e)) if e >= start => s,
+            _ => start,
+        };
+        self.intervals.range(from..=end).map(|(&s, &e)| (s, e))
     }
 
     /// The values in `self` or `other`.
+    ///
+    /// Costs a copy of the larger set and a logarithmic insert per interval of the smaller.
     pub fn union(&self, other: &RangeSet) -> RangeSet {
-        let (a, b) = (&self.intervals, &other.intervals);
-        let mut out = Vec::with_capacity(a.len() + b.len());
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() || j < b.len() {
-            let next = if j == b.len() || (i < a.len() && a[i].0 <= b[j].0) {
-                i += 1;
-                a[i - 1]
-            } else {
-                j += 1;
-                b[j - 1]
-            };
-            push_merged(&mut out, next);
+        let (large, small) = match self.interval_count() >= other.interval_count() {
+            true => (self, other),
+            false => (other, self),
+        };
+        let mut out = large.clone();
+        for (start, end) in small.intervals() {
+            out.insert_interval(start, end);
         }
-        RangeSet { intervals: out }
+        out
     }
 
     /// The values in both `self` and `other`.
+    ///
+    /// Costs a logarithmic search per interval of the smaller set, plus the result.
     pub fn intersection(&self, other: &RangeSet) -> RangeSet {
-        let (a, b) = (&self.intervals, &other.intervals);
+        let (large, small) = match self.interval_count() >= other.interval_count() {
+            true => (self, other),
+            false => (other, self),
+        };
+        // Pieces are non-adjacent: pieces of one interval of `small` are split by gaps of
+        // `large`, and pieces of different ones by gaps of `small`.
         let mut out = Vec::new();
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() && j < b.len() {
-            let start = a[i].0.max(b[j].0);
-            let end = a[i].1.min(b[j].1);
-            if start <= end {
-                out.push((start, end));
-            }
-            // The interval that ends first cannot meet anything further in the other list.
-            if a[i].1 < b[j].1 {
-                i += 1;
-            } else {
-                j += 1;
+        for (start, end) in small.intervals() {
+            for (s, e) in large.overlapping(start, end) {
+                out.push((s.max(start), e.min(end)));
             }
         }
-        RangeSet { intervals: out }
+        Self::from_canonical(out)
     }
 
     /// The values in `self` but not in `other`.
+    ///
+    /// Costs a copy of `self` and a logarithmic removal per interval of `other` that meets it.
     pub fn difference(&self, other: &RangeSet) -> RangeSet {
-        let b = &other.intervals;
-        let mut out = Vec::with_capacity(self.intervals.len());
-        let mut j = 0;
-        for &(start, end) in &self.intervals {
-            while j < b.len() && b[j].1 < start {
-                j += 1;
-            }
-            // `j` stays put: the last interval of `other` seen here may reach into the next one.
-            let mut cursor = start;
-            for &(cut_start, cut_end) in b[j..].iter().take_while(|&&(s, _)| s <= end) {
-                if cut_start > cursor {
-                    out.push((cursor, cut_start - 1));
-                }
-                cursor = cut_end + 1;
-            }
-            if cursor <= end {
-                out.push((cursor, end));
+        let mut out = self.clone();
+        if let (Some(first), Some(last)) = (self.first(), self.last()) {
+            for (start, end) in other.overlapping(first, last) {
+                out.remove_interval(start, end);
             }
         }
-        RangeSet { intervals: out }
+        out
     }
 
     /// Removes the `n` lowest values (all of them when the set has fewer) and returns them.
@@ -257,31 +288,22 @@ impl RangeSet {
     pub fn take_first(&mut self, n: u64) -> RangeSet {
         let mut taken = Vec::new();
         let mut left = n;
-        let mut whole = 0;
-        while left > 0 && whole < self.intervals.len() {
-            let (start, end) = self.intervals[whole];
+        while left > 0 {
+            let Some((start, end)) = self.intervals.pop_first() else {
+                break;
+            };
             let size = end - start + 1;
             if size <= left {
                 taken.push((start, end));
                 left -= size;
-                whole += 1;
             } else {
                 taken.push((start, start + left - 1));
-                self.intervals[whole].0 = start + left;
+                self.intervals.insert(start + left, end);
                 left = 0;
             }
         }
-        self.intervals.drain(..whole);
-        RangeSet { intervals: taken }
-    }
-}
-
-/// Appends an interval that starts at or after the last one's start, merging when they overlap
-/// or touch.
-fn push_merged(out: &mut Vec<(u64, u64)>, (start, end): (u64, u64)) {
-    match out.last_mut() {
-        Some(last) if start <= last.1 + 1 => last.1 = last.1.max(end),
-        _ => out.push((start, end)),
+        self.len -= n - left;
+        Self::from_canonical(taken)
     }
 }
 
@@ -420,7 +442,7 @@ impl fmt::Display for RangeSet {
         if self.is_empty() {
             return f.write_str("(none)");
         }
-        for (i, &(start, end)) in self.intervals.iter().enumerate() {
+        for (i, (start, end)) in self.intervals().enumerate() {
             if i > 0 {
                 f.write_str(",")?;
             }

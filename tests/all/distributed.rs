@@ -286,11 +286,7 @@ async fn deleting_a_running_job_stops_its_tasks() {
         .run();
     deleted.assert_exit(0);
     eventually("the worker to stop both tasks", PATIENCE, || async {
-        worker
-            .log()
-            .matches("stopped: the job was deleted")
-            .count()
-            == 2
+        worker.log().matches("stopped: the job was deleted").count() == 2
     })
     .await;
     let status = Wasmjob::new()
