@@ -9,4 +9,5 @@ mod files;
 mod forged;
 mod reliability;
 mod sandbox;
+mod shape;
 mod storage;

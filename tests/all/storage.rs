@@ -597,6 +597,27 @@ pub async fn expired_leases_are_reaped_and_their_reports_refused(store: &impl St
     assert!(claim(store, 2).await.is_none());
 }
 
+/// A claim and a report of more tasks than a Lua script can pass to one command at once:
+/// nothing is dropped on the way.
+pub async fn a_claim_and_a_report_of_ten_thousand_tasks_lose_nothing(store: &impl Store) {
+    let job = runnable(store, "1..=10000").await;
+    let leases = claim(store, 10_000).await.unwrap().leases;
+    assert_eq!(leases.len(), 10_000);
+    let reports: Vec<Report> = leases
+        .into_iter()
+        .map(|lease| Report {
+            lease,
+            verdict: Verdict::Success { result: vec![] },
+            log: vec![],
+        })
+        .collect();
+    let acks = store.report(&reports).await.unwrap();
+    assert!(acks.iter().all(|ack| *ack == Ack::Applied), "{acks:?}");
+    let status = store.status(job).await.unwrap();
+    assert_eq!(status.succeeded, set("1..=10000"));
+    assert!(status.is_done(), "{status:?}");
+}
+
 pub async fn a_deleted_job_is_gone_and_its_workers_are_told_to_stop(store: &impl Store) {
     let job = runnable(store, "1..=3").await;
     let lease = claim_one(store).await;
@@ -832,6 +853,7 @@ macro_rules! conformance {
                 reports_with_a_stale_task_id_are_refused,
                 heartbeats_renew_the_lease_and_carry_progress,
                 a_deleted_job_is_gone_and_its_workers_are_told_to_stop,
+                a_claim_and_a_report_of_ten_thousand_tasks_lose_nothing,
                 describe_returns_the_spec_and_info_knows_the_range,
                 an_invalid_spec_is_refused_naming_the_problem,
                 a_huge_job_submits_as_one_interval,

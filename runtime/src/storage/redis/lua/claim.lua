@@ -61,7 +61,7 @@ for i, value in ipairs(values) do
   fields[i] = num(value)
 end
 -- Values with a record have had an attempt end before; the rest are on their first.
-local records = redis.call('HMGET', KEYS[K_TASKS], unpack(fields))
+local records = hmget(KEYS[K_TASKS], fields)
 -- A value on its last chance (lost before, and one more loss quarantines it; storage's
 -- on_last_chance) runs alone: if it is what kills workers, it takes no other value down with
 -- it. It goes back to pending unless it comes first, and then it is the whole claim; its lease
@@ -135,12 +135,12 @@ for i = 1, #claimed do
   out[5 * i + 1] = alone[i]
   out[5 * i + 2] = deadline
 end
-redis.call('HSET', KEYS[K_ACTIVE], unpack(active_args))
-redis.call('ZADD', KEYS[K_DEADLINES], unpack(deadline_args))
+call_each('HSET', KEYS[K_ACTIVE], active_args)
+call_each('ZADD', KEYS[K_DEADLINES], deadline_args)
 -- In the same step as the leases, so that no lease is ever out of the reaper's sight; never
 -- later than a deadline it already knows.
 redis.call('ZADD', KEYS[K_LEASED], 'LT', deadline, ARGV[7])
 if #retried > 0 then
-  redis.call('HDEL', KEYS[K_PROGRESS], unpack(retried))
+  call_each('HDEL', KEYS[K_PROGRESS], retried)
 end
 return out

@@ -10,7 +10,7 @@
 --
 -- Counts of values are the caller's: every change returns how many values it added or removed.
 -- Bounds go to Redis as strings made by `num`, since Lua would print a large double with an
--- exponent. Needs the prelude's `num`.
+-- exponent. Needs the prelude's `num` and `call_each`.
 
 local function iv_member(s, e)
   return num(s) .. ' ' .. num(e)
@@ -25,17 +25,13 @@ end
 -- Removes the members `gone` from the set at `key`, then adds the intervals `kept` (a flat list
 -- of bounds).
 local function iv_rewrite(key, gone, kept)
-  if #gone > 0 then
-    redis.call('ZREM', key, unpack(gone))
-  end
+  call_each('ZREM', key, gone)
   local args = {}
   for i = 1, #kept, 2 do
     args[i] = num(kept[i])
     args[i + 1] = iv_member(kept[i], kept[i + 1])
   end
-  if #args > 0 then
-    redis.call('ZADD', key, unpack(args))
-  end
+  call_each('ZADD', key, args)
 end
 
 -- The interval that starts last before `v` (strictly, when `strict`), as member and bounds.

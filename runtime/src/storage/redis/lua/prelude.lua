@@ -35,6 +35,30 @@ local function num(x)
   return string.format('%.0f', x)
 end
 
+-- Lua's unpack stops at about 8,000 values, and a script that fails halfway keeps what it had
+-- already written (a claim would drop values from pending without leasing them). Long argument
+-- lists go in calls of at most UNPACK_MAX; it is even, so that field-value pairs stay together.
+local UNPACK_MAX = 4000
+
+-- Calls `command` on `key` with the items of `args` after it, in as many calls as it takes.
+local function call_each(command, key, args)
+  for i = 1, #args, UNPACK_MAX do
+    redis.call(command, key, unpack(args, i, math.min(i + UNPACK_MAX - 1, #args)))
+  end
+end
+
+-- HMGET of any number of fields: their values in order, false where there is none.
+local function hmget(key, fields)
+  local values = {}
+  for i = 1, #fields, UNPACK_MAX do
+    local part = redis.call('HMGET', key, unpack(fields, i, math.min(i + UNPACK_MAX - 1, #fields)))
+    for j = 1, #part do
+      values[#values + 1] = part[j]
+    end
+  end
+  return values
+end
+
 -- Milliseconds on Redis's clock: every lease is judged on this one clock.
 local function now_ms()
   local t = redis.call('TIME')

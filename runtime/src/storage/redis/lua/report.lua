@@ -20,7 +20,7 @@ local fields = {}
 for i = 1, count do
   fields[i] = ARGV[2 + 5 * (i - 1)]
 end
-local leases = redis.call('HMGET', KEYS[K_ACTIVE], unpack(fields))
+local leases = hmget(KEYS[K_ACTIVE], fields)
 local now = now_ms()
 local out = { '0' }
 local wake = false
@@ -80,25 +80,25 @@ for i = 1, count do
   end
 end
 if #ended > 0 then
-  redis.call('HDEL', KEYS[K_ACTIVE], unpack(ended))
-  redis.call('ZREM', KEYS[K_DEADLINES], unpack(ended))
+  call_each('HDEL', KEYS[K_ACTIVE], ended)
+  call_each('ZREM', KEYS[K_DEADLINES], ended)
   -- Its last lease ended: nothing for a reaper to look at until the next claim.
   if redis.call('HLEN', KEYS[K_ACTIVE]) == 0 then
     redis.call('ZREM', KEYS[K_LEASED], string.match(KEYS[K_STATE], '{(.-)}'))
   end
 end
 if #logs > 0 then
-  redis.call('HSET', KEYS[K_LOGS], unpack(logs))
+  call_each('HSET', KEYS[K_LOGS], logs)
 end
 if #results > 0 then
-  redis.call('HSET', KEYS[K_RESULTS], unpack(results))
+  call_each('HSET', KEYS[K_RESULTS], results)
   -- A task ran: whatever held the job back on some worker is over.
   if sets.held_back then
     redis.call('HDEL', KEYS[K_STATE], 'held_back')
   end
 end
 if #records > 0 then
-  redis.call('HSET', KEYS[K_TASKS], unpack(records))
+  call_each('HSET', KEYS[K_TASKS], records)
 end
 save_sets(sets)
 -- A freed concurrency slot lets a waiting worker claim too.
