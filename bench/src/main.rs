@@ -1,6 +1,7 @@
 //! wasmjob's benchmark: what one task costs, how many tasks per second pass through Redis and
 //! through the embedded queue, how a job of ten million values submits, how fast a fresh worker
-//! starts, what CPU-bound work loses to WebAssembly, and, with `--peers`, the same no-op
+//! starts, what CPU-bound work loses to WebAssembly, how a job slows as its interval sets
+//! fragment (with its own table and plot), and, with `--peers`, the same no-op
 //! throughput for the queues people use today, each against its own fresh `redis-server`.
 //!
 //! Run it with `scripts/bench`, which builds what it needs in release mode. It prints a table
@@ -11,7 +12,9 @@
 //! ```
 
 mod measure;
+mod plot;
 mod report;
+mod shape;
 
 use anyhow::Context;
 use report::Report;
@@ -29,7 +32,7 @@ pub struct Options {
     /// Where the report goes.
     pub out: PathBuf,
     /// Run only this measurement (`cpu`, `overhead`, `embedded`, `redis`, `latency`, `scale`,
-    /// `cold`, `peers`), for profiling one of them.
+    /// `cold`, `fragmentation`, `peers`), for profiling one of them.
     pub only: Option<String>,
 }
 
@@ -103,6 +106,9 @@ fn main() -> anyhow::Result<()> {
         }
         if options.runs("cold") {
             measure::cold_start(&options, &mut report).await?;
+        }
+        if options.runs("fragmentation") {
+            shape::fragmentation(&options, &mut report).await?;
         }
         if let (true, Some(through_redis)) = (options.peers && options.runs("peers"), through_redis)
         {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmjob::executor::{Attempt, AttemptControl, Executor, ExecutorConfig};
 use wasmjob::manifest::{Digest, FileEntry, Manifest, ManifestPath};
 use wasmjob::spec::JobSpec;
-use wasmjob::storage::{JobId, RedisConfig, RedisStore, SubmitterStore};
+use wasmjob::storage::{JobId, JobStatus, RedisConfig, RedisStore, SubmitterStore};
 use wasmjob_test_support::{RedisServer, guest, wat};
 
 /// The no-op task: a WASI command that returns at once.
@@ -34,7 +34,8 @@ const STAMP: &str = r#"(module
     (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 32))))
   FILLER)"#;
 
-fn cores() -> usize {
+/// The machine's cores: the slots of every worker the benchmark starts.
+pub(crate) fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
@@ -58,7 +59,7 @@ fn wasmjob_bin() -> anyhow::Result<PathBuf> {
 }
 
 /// A job of `module` (as `task.wasm`, its only file) over `range`.
-fn job(module: &[u8], range: &str) -> JobSpec {
+pub(crate) fn job(module: &[u8], range: &str) -> JobSpec {
     let mut manifest = Manifest::new();
     let script = ManifestPath::new("task.wasm").expect("a valid path");
     manifest
@@ -76,7 +77,11 @@ fn job(module: &[u8], range: &str) -> JobSpec {
 }
 
 /// Submits a job and uploads its module if the queue lacks it.
-async fn submit(store: &RedisStore, spec: &JobSpec, module: &[u8]) -> anyhow::Result<JobId> {
+pub(crate) async fn submit(
+    store: &RedisStore,
+    spec: &JobSpec,
+    module: &[u8],
+) -> anyhow::Result<JobId> {
     let submitted = store.submit(spec).await?;
     for path in &submitted.missing {
         store.upload(submitted.id, path, module).await?;
@@ -85,15 +90,29 @@ async fn submit(store: &RedisStore, spec: &JobSpec, module: &[u8]) -> anyhow::Re
 }
 
 async fn wait_done(store: &RedisStore, job: JobId, poll: Duration) -> anyhow::Result<()> {
-    let give_up = Instant::now() + Duration::from_secs(1800);
-    while !store.status(job).await?.is_done() {
-        anyhow::ensure!(
-            Instant::now() < give_up,
-            "job {job} did not finish in 30 minutes"
-        );
+    let status = status_when_done(store, job, poll, Duration::from_secs(1800), |_| {}).await?;
+    anyhow::ensure!(status.is_done(), "job {job} did not finish in 30 minutes");
+    Ok(())
+}
+
+/// Reads the job's status every `poll` until it is done or `budget` has passed, showing each
+/// to `seen`; the last one.
+pub(crate) async fn status_when_done(
+    store: &RedisStore,
+    job: JobId,
+    poll: Duration,
+    budget: Duration,
+    mut seen: impl FnMut(&JobStatus),
+) -> anyhow::Result<JobStatus> {
+    let give_up = Instant::now() + budget;
+    loop {
+        let status = store.status(job).await?;
+        seen(&status);
+        if status.is_done() || Instant::now() >= give_up {
+            return Ok(status);
+        }
         tokio::time::sleep(poll).await;
     }
-    Ok(())
 }
 
 fn now_ns() -> u128 {
@@ -116,16 +135,18 @@ fn millis(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-fn rate(tasks: u64, took: Duration) -> f64 {
+/// Tasks per second.
+pub(crate) fn rate(tasks: u64, took: Duration) -> f64 {
     tasks as f64 / took.as_secs_f64()
 }
 
 /// A `wasmjob worker` process with its own cache directory, killed when dropped.
-struct WorkerProcess {
+pub(crate) struct WorkerProcess {
     child: Child,
 }
 
 impl WorkerProcess {
+    /// Starts a worker of `slots` slots on the queue at `redis`, caching modules in `cache`.
     fn start(redis: &str, cache: &Path, slots: usize) -> anyhow::Result<Self> {
         let child = Command::new(wasmjob_bin()?)
             .env("WASMJOB_REDIS", redis)
@@ -148,7 +169,7 @@ impl WorkerProcess {
     }
 
     /// Stops it with SIGTERM and waits, so that it unregisters.
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -163,6 +184,7 @@ impl Drop for WorkerProcess {
     }
 }
 
+/// A store on `server`'s queue.
 async fn connect(server: &RedisServer) -> anyhow::Result<RedisStore> {
     Ok(RedisStore::connect(&RedisConfig::new(server.url())).await?)
 }
@@ -177,8 +199,38 @@ async fn workers_ready(store: &RedisStore, count: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A fresh `redis-server` with one `wasmjob worker` process of [`cores`] slots registered on
+/// it. Dropped, the worker is killed and the server stopped.
+pub(crate) struct Queue {
+    /// A store on the server, as a submitter's.
+    pub(crate) store: RedisStore,
+    /// The worker.
+    pub(crate) worker: WorkerProcess,
+    /// The server.
+    pub(crate) server: RedisServer,
+    // Dropped last: the worker's module cache.
+    _cache: tempfile::TempDir,
+}
+
+impl Queue {
+    /// Starts the server and the worker and waits until the worker has registered.
+    pub(crate) async fn start() -> anyhow::Result<Self> {
+        let server = RedisServer::start();
+        let cache = tempfile::tempdir()?;
+        let worker = WorkerProcess::start(&server.url(), cache.path(), cores())?;
+        let store = connect(&server).await?;
+        workers_ready(&store, 1).await?;
+        Ok(Queue {
+            store,
+            worker,
+            server,
+            _cache: cache,
+        })
+    }
+}
+
 /// Redis's own account of its work: commands served and CPU seconds used.
-fn redis_work(server: &RedisServer) -> (u64, f64) {
+pub(crate) fn redis_work(server: &RedisServer) -> (u64, f64) {
     let calls = server
         .info("commandstats")
         .lines()
@@ -311,11 +363,12 @@ pub async fn redis_throughput(
     options: &Options,
     report: &mut Report,
 ) -> anyhow::Result<RedisFigures> {
-    let server = RedisServer::start();
-    let cache = tempfile::tempdir()?;
-    let worker = WorkerProcess::start(&server.url(), cache.path(), cores())?;
-    let store = connect(&server).await?;
-    workers_ready(&store, 1).await?;
+    let Queue {
+        store,
+        worker,
+        server,
+        _cache,
+    } = Queue::start().await?;
     let noop = wat(NOOP);
     let tasks = options.tasks;
     let (calls_before, cpu_before) = redis_work(&server);
@@ -397,11 +450,13 @@ fn stamp_module(filler_functions: usize) -> Vec<u8> {
 
 /// Submit-to-start latency of a one-task job on an idle worker.
 pub async fn latency(options: &Options, report: &mut Report) -> anyhow::Result<()> {
-    let server = RedisServer::start();
-    let cache = tempfile::tempdir()?;
-    let worker = WorkerProcess::start(&server.url(), cache.path(), cores())?;
-    let store = connect(&server).await?;
-    workers_ready(&store, 1).await?;
+    // Every part named: one left to `..` would be dropped, and stopped, here.
+    let Queue {
+        store,
+        worker,
+        server: _server,
+        _cache,
+    } = Queue::start().await?;
     let module = stamp_module(0);
     // Kept until the end, so that the module stays stored as it does while any job uses it,
     // and each job measured is submitted without an upload.

@@ -1,5 +1,6 @@
 //! The benchmark's table: one row per figure, with what it is compared against and its target,
-//! printed as it is measured and written as Markdown with the machine it ran on.
+//! printed as it is measured and written as Markdown with the machine it ran on; and the tables
+//! of their own columns (with their plots) that some measurements add after it.
 
 use crate::Options;
 use std::fmt::Write as _;
@@ -20,10 +21,35 @@ pub struct Row {
     pub met: Option<bool>,
 }
 
+/// A table with columns of its own, in its own section after the results.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// Its section's title.
+    pub title: String,
+    /// Its columns' names.
+    pub header: Vec<String>,
+    /// Its rows, a cell per column.
+    pub rows: Vec<Vec<String>>,
+    /// Lines under it, on how it was measured and how to read it.
+    pub notes: Vec<String>,
+    /// A chart of it, drawn under it.
+    pub plot: Option<Plot>,
+}
+
+/// An SVG chart, written as `plots/NAME.svg` beside the report.
+#[derive(Debug, Clone)]
+pub struct Plot {
+    /// Its file's name, without `.svg`.
+    pub name: String,
+    /// The SVG document.
+    pub svg: String,
+}
+
 /// Every row so far, and how the run was made.
 #[derive(Debug)]
 pub struct Report {
     rows: Vec<Row>,
+    tables: Vec<Table>,
     notes: Vec<String>,
     quick: bool,
 }
@@ -32,6 +58,7 @@ impl Report {
     pub fn new(options: &Options) -> Self {
         Report {
             rows: Vec::new(),
+            tables: Vec::new(),
             notes: Vec::new(),
             quick: options.quick,
         }
@@ -67,7 +94,38 @@ impl Report {
         self.notes.push(note);
     }
 
-    /// Writes the Markdown report.
+    /// Adds a table and prints it at once, its columns aligned.
+    pub fn table(&mut self, table: Table) {
+        let widths: Vec<usize> = (0..table.header.len())
+            .map(|column| {
+                std::iter::once(&table.header)
+                    .chain(&table.rows)
+                    .filter_map(|row| row.get(column))
+                    .map(|cell| cell.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: &[String]| {
+            let padded: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .map(|(cell, width)| format!("{cell:<width$}"))
+                .collect();
+            padded.join("  ").trim_end().to_owned()
+        };
+        println!("\n{}", table.title);
+        println!("{}", line(&table.header));
+        for row in &table.rows {
+            println!("{}", line(row));
+        }
+        for note in &table.notes {
+            println!("  note: {note}");
+        }
+        self.tables.push(table);
+    }
+
+    /// Writes the Markdown report, and its plots into `plots/` beside it.
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
         let mut out = String::new();
         writeln!(out, "# Benchmarks\n")?;
@@ -100,6 +158,26 @@ impl Report {
                 "| {} | {} | {} | {} | {} |",
                 row.what, row.wasmjob, row.against, row.target, mark
             )?;
+        }
+        let plots = path.parent().unwrap_or(Path::new("")).join("plots");
+        for table in &self.tables {
+            writeln!(out, "\n## {}\n", table.title)?;
+            writeln!(out, "| {} |", table.header.join(" | "))?;
+            writeln!(out, "|{}", " --- |".repeat(table.header.len()))?;
+            for row in &table.rows {
+                writeln!(out, "| {} |", row.join(" | "))?;
+            }
+            if let Some(plot) = &table.plot {
+                std::fs::create_dir_all(&plots)?;
+                std::fs::write(plots.join(format!("{}.svg", plot.name)), &plot.svg)?;
+                writeln!(out, "\n![{0}](plots/{0}.svg)", plot.name)?;
+            }
+            if !table.notes.is_empty() {
+                writeln!(out)?;
+                for note in &table.notes {
+                    writeln!(out, "- {note}")?;
+                }
+            }
         }
         if !self.notes.is_empty() {
             writeln!(out, "\n## Notes\n")?;
