@@ -4,7 +4,9 @@
 use crate::common::{connect, spec_with};
 use std::time::{Duration, Instant};
 use ulid::Ulid;
-use wasmjob::storage::{Report, StorageError, SubmitterStore, Verdict, WorkerId, WorkerStore};
+use wasmjob::storage::{
+    JobId, Report, StorageError, SubmitterStore, Verdict, WorkerId, WorkerStore,
+};
 use wasmjob_test_support::RedisServer;
 
 /// Runs a job of `values` no-op values to the end through the library, in big claims, without
@@ -13,7 +15,7 @@ async fn finished_job(
     store: &impl WorkerStore,
     submitter: &impl SubmitterStore,
     values: u64,
-) -> wasmjob::storage::JobId {
+) -> JobId {
     let module = b"module bytes";
     let spec = spec_with(module, &[], &format!("1..={values}"));
     let submitted = submitter.submit(&spec).await.unwrap();
