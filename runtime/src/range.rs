@@ -282,6 +282,22 @@ impl RangeSet {
         out
     }
 
+    /// Up to `limit` of the set's intervals that end at or after `from`, ascending: one page of
+    /// a long set. The first may start before `from`; it is returned whole.
+    pub fn page(&self, from: u64, limit: usize) -> RangeSet {
+        let before = self
+            .intervals
+            .range(..from)
+            .next_back()
+            .filter(|&(_, &end)| end >= from);
+        let page = before
+            .into_iter()
+            .chain(self.intervals.range(from..))
+            .take(limit)
+            .map(|(&s, &e)| (s, e));
+        Self::from_canonical(page.collect())
+    }
+
     /// Removes the `n` lowest values (all of them when the set has fewer) and returns them.
     ///
     /// This is how a worker claims a batch of tasks.

@@ -279,20 +279,25 @@ pub fn data_file(text: &str) -> (tempfile::TempDir, String) {
 
 /// A job written straight into the test's Redis, as a hostile submitter or a careless operator
 /// could: `spec` as its stored spec and `state` over the fields of a well-formed state (three
-/// pending values), queued at priority 255, ahead of every job the CLI submits. Returns its id.
+/// pending values), queued at priority 255, ahead of every job the CLI submits. A field named
+/// after a set (`pending`, `succeeded`, `failed`, `quarantined`) is that set's sorted set
+/// instead: its members separated by commas, each scored by the number it starts with (0 when
+/// it starts with none). Returns its id.
 pub fn forge_job(server: &RedisServer, spec: &str, state: &[(&str, &str)]) -> JobId {
+    const SETS: [&str; 4] = ["pending", "succeeded", "failed", "quarantined"];
     let job = JobId::generate();
     let mut fields: Vec<(&str, &str)> = vec![
         ("pending", "1 3"),
-        ("succeeded", ""),
-        ("failed", ""),
-        ("quarantined", ""),
         ("max_retries", "3"),
         ("max_lost", "3"),
         ("max_concurrency", "0"),
         ("priority", "255"),
         ("name", "forged"),
         ("submitted_at", "1"),
+        ("n_values", "3"),
+        ("n_succeeded", "0"),
+        ("n_failed", "0"),
+        ("n_quarantined", "0"),
     ];
     for (name, value) in state {
         fields.retain(|(f, _)| f != name);
@@ -303,10 +308,19 @@ pub fn forge_job(server: &RedisServer, spec: &str, state: &[(&str, &str)]) -> Jo
         .get_connection()
         .unwrap();
     let key = |part: &str| format!("wasmjob:job:{{{job}}}:{part}");
-    redis::pipe()
-        .set(key("spec"), spec)
-        .hset_multiple(key("state"), &fields)
-        .zadd("wasmjob:jobs", job.to_string(), -255)
+    let mut pipe = redis::pipe();
+    pipe.set(key("spec"), spec);
+    for (name, value) in &fields {
+        if SETS.contains(name) {
+            for member in value.split(',').filter(|m| !m.is_empty()) {
+                let digits: String = member.chars().take_while(char::is_ascii_digit).collect();
+                pipe.zadd(key(name), member, digits.parse::<f64>().unwrap_or(0.0));
+            }
+        } else {
+            pipe.hset(key("state"), name, value);
+        }
+    }
+    pipe.zadd("wasmjob:jobs", job.to_string(), -255)
         .zadd("wasmjob:queue", job.to_string(), -255)
         .query::<()>(&mut redis)
         .unwrap();

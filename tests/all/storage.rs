@@ -13,8 +13,8 @@ use wasmjob::manifest::{Digest, ManifestPath};
 use wasmjob::range::RangeSet;
 use wasmjob::spec::{JobSpec, Priority};
 use wasmjob::storage::{
-    Ack, Claim, Heartbeat, JobId, Lease, Report, StorageError, SubmitterStore, TaskId, TaskState,
-    Verdict, WorkerId, WorkerStore,
+    Ack, Claim, Heartbeat, JobId, Lease, Report, STATUS_PAGE, StorageError, SubmitterStore, TaskId,
+    TaskState, Verdict, WorkerId, WorkerStore,
 };
 use wasmjob::worker::{Worker, WorkerConfig, WorkerStats};
 
@@ -618,6 +618,76 @@ pub async fn a_claim_and_a_report_of_ten_thousand_tasks_lose_nothing(store: &imp
     assert!(status.is_done(), "{status:?}");
 }
 
+/// A job whose every other value failed: its status counts every state whole, holds the first
+/// page of each, and the pages after it read the rest, in order, without a gap.
+pub async fn a_fragmented_job_s_status_is_counted_whole_and_read_in_pages(store: &impl Store) {
+    let values = 2 * STATUS_PAGE as u64 + 500;
+    let job = runnable(store, &format!("0..{values}")).await;
+    let leases = claim(store, values as usize).await.unwrap().leases;
+    let reports: Vec<Report> = leases
+        .into_iter()
+        .map(|lease| Report {
+            verdict: if lease.value % 2 == 0 {
+                Verdict::Success { result: vec![] }
+            } else {
+                Verdict::Fatal {
+                    reason: "odd".into(),
+                }
+            },
+            lease,
+            log: vec![],
+        })
+        .collect();
+    store.report(&reports).await.unwrap();
+
+    let status = store.status(job).await.unwrap();
+    assert!(status.is_done(), "{:?}", status.counts);
+    assert_eq!(
+        (status.counts.succeeded, status.counts.failed),
+        (values / 2, values / 2)
+    );
+    assert_eq!(status.total(), values);
+    for state in [TaskState::Succeeded, TaskState::Failed] {
+        assert_eq!(
+            status.ranges(state).interval_count(),
+            STATUS_PAGE,
+            "{state}"
+        );
+        assert!(!status.is_whole(state), "{state}");
+        // Page by page from the start, as `status --state` does.
+        let mut whole = RangeSet::new();
+        let mut from = 0;
+        loop {
+            let page = store.ranges(job, state, from, 300).await.unwrap();
+            assert!(page.interval_count() <= 300);
+            assert!(
+                page.first().is_none_or(|first| first >= from),
+                "{state} from {from}"
+            );
+            whole = whole.union(&page);
+            match page.last() {
+                Some(last) if page.interval_count() == 300 => from = last + 1,
+                _ => break,
+            }
+        }
+        let parity = u64::from(state == TaskState::Failed);
+        let expected: RangeSet = (0..values).filter(|v| v % 2 == parity).collect();
+        assert_eq!(whole, expected, "{state}");
+        assert_eq!(&whole.page(0, STATUS_PAGE), status.ranges(state));
+    }
+    // A page from inside an interval starts with that interval whole.
+    let pending = store.ranges(job, TaskState::Pending, 0, 10).await.unwrap();
+    assert!(pending.is_empty(), "{pending}");
+    let info = store.info(job, values - 1).await.unwrap();
+    assert_eq!(info.state, Some(TaskState::Failed));
+    assert!(matches!(
+        store
+            .ranges(JobId::generate(), TaskState::Failed, 0, 10)
+            .await,
+        Err(StorageError::UnknownJob(_))
+    ));
+}
+
 pub async fn a_deleted_job_is_gone_and_its_workers_are_told_to_stop(store: &impl Store) {
     let job = runnable(store, "1..=3").await;
     let lease = claim_one(store).await;
@@ -857,6 +927,7 @@ macro_rules! conformance {
                 describe_returns_the_spec_and_info_knows_the_range,
                 an_invalid_spec_is_refused_naming_the_problem,
                 a_huge_job_submits_as_one_interval,
+                a_fragmented_job_s_status_is_counted_whole_and_read_in_pages,
                 a_wait_for_work_returns_when_a_job_is_submitted,
                 work_that_came_after_the_mark_ends_the_wait_and_a_dropped_wait_loses_nothing,
                 workers_register_their_ceilings_and_claim_only_what_fits,

@@ -7,18 +7,65 @@ use super::summary::{TaskLine, ranges, write_task_lines};
 use clap::{Args, ValueEnum};
 use std::io::Write;
 use std::process::ExitCode;
+use wasmjob::range::RangeSet;
 use wasmjob::spec::Priority;
-use wasmjob::storage::{JobId, JobStatus, Millis, SubmitterStore, TaskInfo, TaskState};
+use wasmjob::storage::{
+    JobId, JobStatus, Millis, STATUS_PAGE, SubmitterStore, TaskInfo, TaskState,
+};
 
-/// `wasmjob status JOB`
+/// `wasmjob status JOB [--state STATE [--from V] [--limit N]]`
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The job's id, as `submit` printed it.
     pub job: JobId,
+    /// List the values in this state, a page at a time, rather than a summary of every state.
+    #[arg(long, value_enum)]
+    pub state: Option<StateArg>,
+    /// With --state: start the page at the interval holding this value, or the next one.
+    #[arg(long, default_value_t = 0, requires = "state")]
+    pub from: u64,
+    /// With --state: at most this many intervals.
+    #[arg(long, default_value_t = STATUS_PAGE as u32, requires = "state",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub limit: u32,
 }
+
+/// A task state, as `status --state` names it.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StateArg {
+    Pending,
+    Active,
+    Succeeded,
+    Failed,
+    Quarantined,
+}
+
+impl From<StateArg> for TaskState {
+    fn from(state: StateArg) -> TaskState {
+        match state {
+            StateArg::Pending => TaskState::Pending,
+            StateArg::Active => TaskState::Active,
+            StateArg::Succeeded => TaskState::Succeeded,
+            StateArg::Failed => TaskState::Failed,
+            StateArg::Quarantined => TaskState::Quarantined,
+        }
+    }
+}
+
+/// The five states, in the order `status` prints them.
+const STATES: [TaskState; 5] = [
+    TaskState::Pending,
+    TaskState::Active,
+    TaskState::Succeeded,
+    TaskState::Failed,
+    TaskState::Quarantined,
+];
 
 pub async fn status(args: StatusArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let store = global.connect().await?;
+    if let Some(state) = args.state {
+        return state_page(&store, &args, state.into(), global.json).await;
+    }
     let status = store.status(args.job).await?;
     if global.json {
         println!("{}", serde_json::to_string(&status)?);
@@ -31,14 +78,21 @@ pub async fn status(args: StatusArgs, global: &Global) -> anyhow::Result<ExitCod
         status.priority,
         timestamp(status.submitted_at)
     );
-    for (label, set) in [
-        ("pending", &status.pending),
-        ("active", &status.active),
-        ("succeeded", &status.succeeded),
-        ("failed", &status.failed),
-        ("quarantined", &status.quarantined),
-    ] {
-        println!("  {label:<11} {:>7}  {}", set.len(), ranges(set));
+    for state in STATES {
+        let set = status.ranges(state);
+        let label = state.to_string();
+        println!(
+            "  {label:<11} {:>7}  {}",
+            status.counts.of(state),
+            ranges(set)
+        );
+    }
+    for state in STATES.into_iter().filter(|&s| !status.is_whole(s)) {
+        println!(
+            "  ({state} shows its first {} ranges: `wasmjob status {} --state {state}` lists them all, a page at a time)",
+            status.ranges(state).interval_count(),
+            status.id
+        );
     }
     if let Some(reason) = &status.set_aside {
         println!("  set aside, runs no more: {}", printable(reason));
@@ -51,6 +105,38 @@ pub async fn status(args: StatusArgs, global: &Global) -> anyhow::Result<ExitCod
         );
     } else if status.is_done() {
         println!("  done");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `status --state`: one page of a state's ranges, one range per line, and where the next
+/// page starts (on stderr, or as `next` in the JSON).
+async fn state_page(
+    store: &impl SubmitterStore,
+    args: &StatusArgs,
+    state: TaskState,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let limit = args.limit as usize;
+    let page = store.ranges(args.job, state, args.from, limit).await?;
+    let next = (page.interval_count() == limit)
+        .then(|| page.last().map(|last| last + 1))
+        .flatten();
+    if json {
+        let reply = serde_json::json!({ "state": state, "ranges": page, "next": next });
+        println!("{reply}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    for (start, end) in page.intervals() {
+        writeln!(out, "{}", RangeSet::from_interval(start, end))?;
+    }
+    out.flush()?;
+    if let Some(next) = next {
+        eprintln!(
+            "more: wasmjob status {} --state {state} --from {next}",
+            args.job
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -190,7 +276,7 @@ pub struct OutputArgs {
 pub async fn output(args: OutputArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let store = global.connect().await?;
     let values = match args.value {
-        Some(value) => wasmjob::range::RangeSet::from_interval(value, value),
+        Some(value) => RangeSet::from_interval(value, value),
         None => store.describe(args.job).await?.range,
     };
     let format = if global.json {
@@ -241,9 +327,9 @@ pub async fn list(args: ListArgs, global: &Global) -> anyhow::Result<ExitCode> {
             truncate(&printable(&job.name), 20),
             job.priority.to_string(),
             job.total(),
-            job.active.len(),
-            job.succeeded.len(),
-            job.failed.len(),
+            job.counts.active,
+            job.counts.succeeded,
+            job.counts.failed,
             state(job)
         );
     }
@@ -259,7 +345,7 @@ fn state(job: &JobStatus) -> &'static str {
         "uploading"
     } else if job.is_done() {
         "done"
-    } else if job.active.is_empty() {
+    } else if job.counts.active == 0 {
         "queued"
     } else {
         "running"

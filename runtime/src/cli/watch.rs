@@ -23,11 +23,12 @@ pub async fn until_done(store: &impl SubmitterStore, job: JobId) -> anyhow::Resu
     loop {
         let status = store.status(job).await?;
         let bar = bar.get_or_insert_with(|| progress_bar(status.total()));
-        bar.set_position(status.succeeded.len() + status.failed.len() + status.quarantined.len());
+        bar.set_position(
+            status.counts.succeeded + status.counts.failed + status.counts.quarantined,
+        );
         bar.set_message(format!(
             "{} running, {} failed",
-            status.active.len(),
-            status.failed.len()
+            status.counts.active, status.counts.failed
         ));
         if status.is_done() {
             bar.finish_and_clear();

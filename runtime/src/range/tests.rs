@@ -348,6 +348,14 @@ fn random_operations_match_a_btreeset() {
             if !s.is_empty() {
                 assert_eq!(set(&s.to_string()), s, "{ctx}");
             }
+            let (from, limit) = (rng.below(DOMAIN + 2), rng.below(4) as usize);
+            let page: Vec<(u64, u64)> = s.page(from, limit).intervals().collect();
+            let expected: Vec<(u64, u64)> = s
+                .intervals()
+                .filter(|&(_, e)| e >= from)
+                .take(limit)
+                .collect();
+            assert_eq!(page, expected, "{ctx} page from {from}, {limit}");
         }
     }
 }

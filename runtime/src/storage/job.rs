@@ -51,7 +51,49 @@ pub struct Submitted {
     pub missing: Vec<ManifestPath>,
 }
 
+/// How many intervals of each state a [`JobStatus`] holds at most; the rest of a fragmented
+/// job's values are read a page at a time with [`SubmitterStore::ranges`](super::SubmitterStore::ranges),
+/// so that no status of a 10^7-value job is one huge reply.
+pub const STATUS_PAGE: usize = 1000;
+
+/// How many values a job has in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateCounts {
+    /// Waiting to be claimed.
+    pub pending: u64,
+    /// Being run.
+    pub active: u64,
+    /// Done with a result.
+    pub succeeded: u64,
+    /// Done without one.
+    pub failed: u64,
+    /// Set aside after too many lost attempts.
+    pub quarantined: u64,
+}
+
+impl StateCounts {
+    /// How many values are in `state`.
+    pub fn of(&self, state: TaskState) -> u64 {
+        match state {
+            TaskState::Pending => self.pending,
+            TaskState::Active => self.active,
+            TaskState::Succeeded => self.succeeded,
+            TaskState::Failed => self.failed,
+            TaskState::Quarantined => self.quarantined,
+        }
+    }
+
+    /// How many values there are in all.
+    pub fn total(&self) -> u64 {
+        self.pending + self.active + self.succeeded + self.failed + self.quarantined
+    }
+}
+
 /// A job's state as ranges of values.
+///
+/// Each state's ranges are its first [`STATUS_PAGE`] intervals, which is all of them unless
+/// the job is fragmented: [`counts`](Self::counts) is always whole, and
+/// [`is_whole`](Self::is_whole) tells whether a state's ranges are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobStatus {
     /// The job.
@@ -60,6 +102,8 @@ pub struct JobStatus {
     pub name: String,
     /// Its priority.
     pub priority: Priority,
+    /// How many values are in each state.
+    pub counts: StateCounts,
     /// Values waiting to be claimed.
     pub pending: RangeSet,
     /// Values being run.
@@ -74,8 +118,7 @@ pub struct JobStatus {
     pub missing_files: usize,
     /// When the job was submitted.
     pub submitted_at: Millis,
-    /// Why the job was set aside, when its spec or state could not be read: it runs no more,
-    /// and its values show in no state.
+    /// Why the job was set aside, when its spec or state could not be read: it runs no more.
     pub set_aside: Option<String>,
     /// Why its tasks wait, when a worker's host could not prepare them (a stored file missing
     /// or damaged, a cache or scratch directory that cannot be written).
@@ -85,16 +128,28 @@ pub struct JobStatus {
 impl JobStatus {
     /// Whether every value of the job is succeeded, failed or quarantined.
     pub fn is_done(&self) -> bool {
-        self.pending.is_empty() && self.active.is_empty()
+        self.counts.pending == 0 && self.counts.active == 0
     }
 
     /// How many values the job has in all.
     pub fn total(&self) -> u64 {
-        self.pending.len()
-            + self.active.len()
-            + self.succeeded.len()
-            + self.failed.len()
-            + self.quarantined.len()
+        self.counts.total()
+    }
+
+    /// The ranges of `state` this status holds (see [`is_whole`](Self::is_whole)).
+    pub fn ranges(&self, state: TaskState) -> &RangeSet {
+        match state {
+            TaskState::Pending => &self.pending,
+            TaskState::Active => &self.active,
+            TaskState::Succeeded => &self.succeeded,
+            TaskState::Failed => &self.failed,
+            TaskState::Quarantined => &self.quarantined,
+        }
+    }
+
+    /// Whether the ranges of `state` are every value in it, not only the first page.
+    pub fn is_whole(&self, state: TaskState) -> bool {
+        self.ranges(state).len() == self.counts.of(state)
     }
 }
 

@@ -41,7 +41,7 @@ mod wake;
 
 pub use self::error::{StorageError, with_causes};
 pub use self::ids::{JobId, Millis, TaskId, WorkerId, now_millis};
-pub use self::job::{JobStatus, Submitted, TaskInfo, TaskState};
+pub use self::job::{JobStatus, STATUS_PAGE, StateCounts, Submitted, TaskInfo, TaskState};
 pub use self::lease::{
     Ack, Claim, DEFAULT_LEASE_TTL, Heartbeat, Lease, Reaped, Report, Verdict, on_last_chance,
 };
@@ -52,6 +52,7 @@ pub use self::wake::WakeMark;
 use self::job::check_upload;
 use crate::limits::{Limits, OverCeilings};
 use crate::manifest::{Digest, ManifestPath};
+use crate::range::RangeSet;
 use crate::spec::{JobSpec, Priority};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -128,6 +129,17 @@ pub trait SubmitterStore: Send + Sync {
 
     /// The job's values by state.
     fn status(&self, job: JobId) -> impl Future<Output = Result<JobStatus, StorageError>> + Send;
+
+    /// One page of the job's values in `state`: up to `limit` intervals that end at or after
+    /// `from`, ascending (the first may start before it). A status holds the first page of
+    /// each state; this reads the rest of a fragmented job's.
+    fn ranges(
+        &self,
+        job: JobId,
+        state: TaskState,
+        from: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<RangeSet, StorageError>> + Send;
 
     /// Everything known about one value of the job.
     fn info(

@@ -9,7 +9,11 @@
 use crate::manifest::{Digest, ManifestPath};
 use crate::range::RangeSet;
 use crate::spec::{JobSpec, Priority};
-use crate::storage::{JobId, JobStatus, Lease, Millis, RegisteredWorker, TaskId, WorkerId};
+use crate::storage::{
+    JobId, JobStatus, Lease, Millis, RegisteredWorker, STATUS_PAGE, StateCounts, TaskId, TaskState,
+    WorkerId,
+};
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -63,27 +67,49 @@ pub(super) struct TaskRecord {
 }
 
 impl JobRecord {
-    /// The job's values by state, as a submitter reads them.
+    /// The job's values by state, as a submitter reads them: every count, and the first page
+    /// of each state's ranges.
     pub(super) fn status(&self, id: JobId) -> JobStatus {
-        let mut active = RangeSet::new();
-        for &value in self.active.keys() {
-            active.insert(value);
-        }
+        let active = self.active_values();
+        let page = |set: &RangeSet| set.page(0, STATUS_PAGE);
         JobStatus {
             id,
             name: self.spec.name.clone(),
             priority: self.spec.priority,
-            pending: self.pending.clone(),
-            active,
-            succeeded: self.succeeded.clone(),
-            failed: self.failed.clone(),
-            quarantined: self.quarantined.clone(),
+            counts: StateCounts {
+                pending: self.pending.len(),
+                active: active.len(),
+                succeeded: self.succeeded.len(),
+                failed: self.failed.len(),
+                quarantined: self.quarantined.len(),
+            },
+            pending: page(&self.pending),
+            active: page(&active),
+            succeeded: page(&self.succeeded),
+            failed: page(&self.failed),
+            quarantined: page(&self.quarantined),
             missing_files: self.missing.len(),
             submitted_at: self.submitted_at,
             // Jobs held in memory are typed: none is ever unreadable.
             set_aside: None,
             held_back: self.held_back.clone(),
         }
+    }
+
+    /// The values in `state`, in full: the sets kept for it, or the leased values.
+    pub(super) fn values_in(&self, state: TaskState) -> Cow<'_, RangeSet> {
+        match state {
+            TaskState::Pending => Cow::Borrowed(&self.pending),
+            TaskState::Active => Cow::Owned(self.active_values()),
+            TaskState::Succeeded => Cow::Borrowed(&self.succeeded),
+            TaskState::Failed => Cow::Borrowed(&self.failed),
+            TaskState::Quarantined => Cow::Borrowed(&self.quarantined),
+        }
+    }
+
+    /// The leased values, as a set: no more of them than the workers' slots.
+    fn active_values(&self) -> RangeSet {
+        self.active.keys().copied().collect()
     }
 
     /// Counts a lost attempt of `value` (its lease expired): back to pending, or quarantined at

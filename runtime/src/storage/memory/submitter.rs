@@ -94,6 +94,18 @@ impl SubmitterStore for MemoryStore {
         Ok(record.status(job))
     }
 
+    async fn ranges(
+        &self,
+        job: JobId,
+        state: TaskState,
+        from: u64,
+        limit: usize,
+    ) -> Result<RangeSet, StorageError> {
+        let jobs = self.lock();
+        let record = jobs.jobs.get(&job).ok_or_else(|| unknown(job))?;
+        Ok(record.values_in(state).page(from, limit))
+    }
+
     async fn info(&self, job: JobId, value: u64) -> Result<TaskInfo, StorageError> {
         let state = self.lock();
         let record = state.jobs.get(&job).ok_or_else(|| unknown(job))?;

@@ -110,9 +110,13 @@ impl Keys {
 /// The parts of a job's keys, in the order every per-job script receives them. This list is the
 /// one place that order is written: the scripts' `K_SPEC`, `K_STATE`, ... (and `K_LEASED`, the
 /// key after them) are generated from it (see `scripts`).
-pub(super) const JOB_KEYS: [&str; 11] = [
+pub(super) const JOB_KEYS: [&str; 15] = [
     "spec",
     "state",
+    "pending",
+    "succeeded",
+    "failed",
+    "quarantined",
     "missing",
     "active",
     "deadlines",

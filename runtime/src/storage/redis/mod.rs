@@ -43,10 +43,11 @@ pub use connection::redact_url;
 
 use super::{
     Ack, Claim, Heartbeat, JobId, JobStatus, Lease, Reaped, RegisteredWorker, Report, StorageError,
-    Submitted, SubmitterStore, TaskInfo, WakeMark, WorkerId, WorkerStore,
+    Submitted, SubmitterStore, TaskInfo, TaskState, WakeMark, WorkerId, WorkerStore,
 };
 use crate::limits::Limits;
 use crate::manifest::{Digest, ManifestPath};
+use crate::range::RangeSet;
 use crate::spec::{JobSpec, Priority};
 use keys::Keys;
 use redis::aio::ConnectionManager;
@@ -138,6 +139,16 @@ impl SubmitterStore for RedisStore {
 
     async fn status(&self, job: JobId) -> Result<JobStatus, StorageError> {
         reads::status(self, job).await
+    }
+
+    async fn ranges(
+        &self,
+        job: JobId,
+        state: TaskState,
+        from: u64,
+        limit: usize,
+    ) -> Result<RangeSet, StorageError> {
+        reads::ranges(self, job, state, from, limit).await
     }
 
     async fn info(&self, job: JobId, value: u64) -> Result<TaskInfo, StorageError> {

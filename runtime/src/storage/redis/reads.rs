@@ -1,4 +1,4 @@
-//! The submitter's reads: a job's status, one value's info, the listings of jobs, and a job's
+//! The submitter's reads: a job's status and the pages of its states, one value's info, the listings of jobs, and a job's
 //! spec. Each is one script or command and changes nothing, but a status that finds its job
 //! gone forgets its spec.
 //!
@@ -7,17 +7,38 @@
 use super::queue::job_score;
 use super::scripts::SCRIPTS;
 use super::{RedisStore, wire};
+use crate::range::RangeSet;
 use crate::spec::{JobSpec, Priority};
-use crate::storage::{JobId, JobStatus, StorageError, TaskInfo};
+use crate::storage::{JobId, JobStatus, STATUS_PAGE, StorageError, TaskInfo, TaskState};
 
 /// The job's values by state.
 pub(super) async fn status(store: &RedisStore, job: JobId) -> Result<JobStatus, StorageError> {
-    let reply: Vec<String> = store.run(&SCRIPTS.status, job, &[]).await?;
+    let limit = STATUS_PAGE.to_string();
+    let reply: Vec<String> = store.run(&SCRIPTS.status, job, &[limit.as_bytes()]).await?;
     let status = wire::status(job, &reply);
     if let Err(StorageError::UnknownJob(_)) = status {
         store.specs.forget(job);
     }
     status
+}
+
+/// One page of the job's values in `state`.
+pub(super) async fn ranges(
+    store: &RedisStore,
+    job: JobId,
+    state: TaskState,
+    from: u64,
+    limit: usize,
+) -> Result<RangeSet, StorageError> {
+    let (state_name, from_text, limit_text) =
+        (state.to_string(), from.to_string(), limit.to_string());
+    let args = [
+        state_name.as_bytes(),
+        from_text.as_bytes(),
+        limit_text.as_bytes(),
+    ];
+    let reply: Vec<String> = store.run(&SCRIPTS.ranges, job, &args).await?;
+    wire::ranges(job, from, limit, &reply)
 }
 
 /// Everything known about one value of the job.

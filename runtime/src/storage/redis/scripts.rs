@@ -12,11 +12,11 @@ use std::sync::LazyLock;
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 
-/// Interval sets kept in sorted sets (`lua/intervals.lua`), read after the prelude. The job
-/// scripts still keep their sets as strings; until they move to these, only the property test
-/// reads it.
-#[cfg(test)]
+/// Interval sets kept in sorted sets (`lua/intervals.lua`), read after the prelude.
 const INTERVALS: &str = include_str!("lua/intervals.lua");
+
+/// A job's records, leases, attempts and sets (`lua/job.lua`), read after the interval sets.
+const JOB: &str = include_str!("lua/job.lua");
 
 /// The Lua lines that name the index in KEYS of each of a job's keys (`K_SPEC` for `spec`, ...)
 /// and of the lease index after them (`K_LEASED`): the order the Rust side builds the keys in.
@@ -36,9 +36,10 @@ fn key_indexes() -> String {
     )
 }
 
-/// A per-job script's whole text: the key indexes, the prelude, then `body`.
+/// A per-job script's whole text: the key indexes, the prelude, the interval sets, the job's
+/// helpers, then `body`.
 fn per_job(body: &str) -> String {
-    format!("{}{PRELUDE}\n{body}", key_indexes())
+    format!("{}{PRELUDE}\n{INTERVALS}\n{JOB}\n{body}", key_indexes())
 }
 
 fn with_prelude(body: &str) -> Script {
@@ -59,6 +60,7 @@ pub(super) struct Scripts {
     pub(super) heartbeat: Script,
     pub(super) reap: Script,
     pub(super) status: Script,
+    pub(super) ranges: Script,
     pub(super) info: Script,
     pub(super) delete: Script,
     pub(super) set_aside: Script,
@@ -80,6 +82,7 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     heartbeat: with_prelude(include_str!("lua/heartbeat.lua")),
     reap: with_prelude(include_str!("lua/reap.lua")),
     status: with_prelude(include_str!("lua/status.lua")),
+    ranges: with_prelude(include_str!("lua/ranges.lua")),
     info: with_prelude(include_str!("lua/info.lua")),
     delete: with_prelude(include_str!("lua/delete.lua")),
     set_aside: with_prelude(include_str!("lua/set_aside.lua")),

@@ -43,6 +43,7 @@ pub(super) async fn submit(store: &RedisStore, spec: &JobSpec) -> Result<Submitt
     let max_concurrency = spec.max_concurrency.unwrap_or(0).to_string();
     let priority = spec.priority.0.to_string();
     let limits = spec.limits.to_counts();
+    let values = spec.range.len().to_string();
     let mut args: Vec<&[u8]> = vec![
         json.as_bytes(),
         pending.as_bytes(),
@@ -52,6 +53,7 @@ pub(super) async fn submit(store: &RedisStore, spec: &JobSpec) -> Result<Submitt
         priority.as_bytes(),
         spec.name.as_bytes(),
         limits.as_bytes(),
+        values.as_bytes(),
     ];
     args.extend(missing.iter().map(|p| p.as_str().as_bytes()));
     // The job's keys, then its place in the index and, when nothing is missing, in the

@@ -14,8 +14,8 @@ use crate::limits::Limits;
 use crate::range::RangeSet;
 use crate::spec::Priority;
 use crate::storage::{
-    Ack, Heartbeat, JobId, JobStatus, Lease, Millis, Reaped, RegisteredWorker, StorageError,
-    TaskId, TaskInfo, TaskState, Verdict, WorkerId,
+    Ack, Heartbeat, JobId, JobStatus, Lease, Millis, Reaped, RegisteredWorker, STATUS_PAGE,
+    StateCounts, StorageError, TaskId, TaskInfo, TaskState, Verdict, WorkerId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -117,35 +117,43 @@ pub(super) fn format_set(set: &RangeSet) -> String {
 pub(super) fn status(job: JobId, reply: &[String]) -> Result<JobStatus, StorageError> {
     let [
         corrupt_reason,
-        pending,
-        succeeded,
-        failed,
-        quarantined,
+        pending_count,
+        succeeded_count,
+        failed_count,
+        quarantined_count,
         missing,
         submitted_at,
         name,
         priority,
         held_back,
+        pending,
+        succeeded,
+        failed,
+        quarantined,
         active @ ..,
     ] = reply
     else {
         return Err(StorageError::UnknownJob(job));
     };
-    let mut active_set = RangeSet::new();
-    for value in active {
-        active_set.insert(
-            value
-                .parse()
-                .map_err(|_| StorageError::corrupt("an active value"))?,
-        );
-    }
     let corrupt = StorageError::corrupt;
+    let active = active_values(active)?;
+    let count = |text: &String| {
+        text.parse::<u64>()
+            .map_err(|_| corrupt("a count of values"))
+    };
     Ok(JobStatus {
         id: job,
         name: name.clone(),
         priority: Priority(priority.parse().map_err(|_| corrupt("a priority"))?),
+        counts: StateCounts {
+            pending: count(pending_count)?,
+            active: active.len(),
+            succeeded: count(succeeded_count)?,
+            failed: count(failed_count)?,
+            quarantined: count(quarantined_count)?,
+        },
         pending: parse_set(pending)?,
-        active: active_set,
+        active: active.page(0, STATUS_PAGE),
         succeeded: parse_set(succeeded)?,
         failed: parse_set(failed)?,
         quarantined: parse_set(quarantined)?,
@@ -156,6 +164,40 @@ pub(super) fn status(job: JobId, reply: &[String]) -> Result<JobStatus, StorageE
         set_aside: (!corrupt_reason.is_empty()).then(|| corrupt_reason.clone()),
         held_back: (!held_back.is_empty()).then(|| held_back.clone()),
     })
+}
+
+/// The active values of a reply, one per field.
+fn active_values(fields: &[String]) -> Result<RangeSet, StorageError> {
+    fields
+        .iter()
+        .map(|value| {
+            value
+                .parse::<u64>()
+                .ok()
+                .filter(|&v| v <= crate::range::MAX_VALUE)
+                .ok_or_else(|| StorageError::corrupt("an active value"))
+        })
+        .collect()
+}
+
+/// Reads a ranges reply (see `lua/ranges.lua`): the page of a state, from `from`, of at most
+/// `limit` intervals.
+pub(super) fn ranges(
+    job: JobId,
+    from: u64,
+    limit: usize,
+    reply: &[String],
+) -> Result<RangeSet, StorageError> {
+    match reply {
+        [] => Err(StorageError::UnknownJob(job)),
+        [kind, page] if kind == "page" => parse_set(page),
+        [kind, values @ ..] if kind == "active" => Ok(active_values(values)?.page(from, limit)),
+        [kind, reason] if kind == "corrupt" => Err(StorageError::SetAside {
+            job,
+            reason: reason.clone(),
+        }),
+        _ => Err(StorageError::corrupt("a ranges reply")),
+    }
 }
 
 /// The `N` space-separated fields of a record the scripts keep, or `Corrupt` naming `what`.

@@ -5,44 +5,51 @@
 -- result or false, log or false, progress or false, last error or false, worker JSON or false};
 -- state is 'active', 'succeeded', 'failed', 'quarantined' or 'pending' (the caller checks that
 -- the value is in the job's range); {'corrupt', why} when the job's state cannot be read.
-local sets, corrupt = load_sets()
-if sets == nil then
-  return {}
+local function main()
+  local job, unreadable = load_job_to_read()
+  if job == nil then
+    return {}
+  end
+  if unreadable then
+    return { 'corrupt', unreadable }
+  end
+  local field = ARGV[1]
+  local value = tonumber(field)
+  local lease = redis.call('HGET', KEYS[K_ACTIVE], field)
+  local state = 'pending'
+  if lease then
+    state = 'active'
+  else
+    for _, name in ipairs({ 'succeeded', 'failed', 'quarantined' }) do
+      if iv_contains(KEYS[SETS[name]], value) then
+        state = name
+        break
+      end
+    end
+  end
+  local record = redis.call('HGET', KEYS[K_TASKS], field)
+  -- The worker of the current attempt, or else of the last one.
+  local worker = false
+  if lease then
+    worker = select(5, decode_lease(lease)) or false
+  elseif record then
+    worker = (decode_record(record) or {}).worker or false
+  end
+  if worker then
+    worker = redis.call('HGET', KEYS[K_WORKERS], worker)
+  end
+  return {
+    state,
+    record,
+    lease,
+    redis.call('HGET', KEYS[K_RESULTS], field),
+    redis.call('HGET', KEYS[K_LOGS], field),
+    redis.call('HGET', KEYS[K_PROGRESS], field),
+    redis.call('HGET', KEYS[K_ERRORS], field),
+    worker,
+  }
 end
-if not sets then
-  return { 'corrupt', corrupt }
-end
-local field = ARGV[1]
-local value = tonumber(field)
-local lease = redis.call('HGET', KEYS[K_ACTIVE], field)
-local state = 'pending'
-if lease then
-  state = 'active'
-elseif set_contains(sets.succeeded, value) then
-  state = 'succeeded'
-elseif set_contains(sets.failed, value) then
-  state = 'failed'
-elseif set_contains(sets.quarantined, value) then
-  state = 'quarantined'
-end
-local record = redis.call('HGET', KEYS[K_TASKS], field)
--- The worker of the current attempt, or else of the last one.
-local worker = false
-if lease then
-  worker = select(5, decode_lease(lease)) or false
-elseif record then
-  worker = (decode_record(record) or {}).worker or false
-end
-if worker then
-  worker = redis.call('HGET', KEYS[K_WORKERS], worker)
-end
-return {
-  state,
-  record,
-  lease,
-  redis.call('HGET', KEYS[K_RESULTS], field),
-  redis.call('HGET', KEYS[K_LOGS], field),
-  redis.call('HGET', KEYS[K_PROGRESS], field),
-  redis.call('HGET', KEYS[K_ERRORS], field),
-  worker,
-}
+
+return guard(main, function(why)
+  return { 'corrupt', why }
+end)

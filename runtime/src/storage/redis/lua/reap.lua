@@ -13,17 +13,23 @@ local function reindex()
     redis.call('ZADD', KEYS[K_LEASED], first[2], ARGV[2])
   end
 end
-if redis.call('EXISTS', KEYS[K_STATE]) == 0 then
-  redis.call('ZREM', KEYS[K_LEASED], ARGV[2])
-  return { 0, 0, 0 }
-end
-local now = now_ms()
-local expired = redis.call('ZRANGEBYSCORE', KEYS[K_DEADLINES], '-inf', '(' .. num(now))
-local requeued, quarantined = 0, 0
-if #expired > 0 then
-  local sets, corrupt = load_sets()
-  if not sets then
-    set_aside(corrupt or 'it has leases but no state')
+
+local function main()
+  if redis.call('EXISTS', KEYS[K_STATE]) == 0 then
+    redis.call('ZREM', KEYS[K_LEASED], ARGV[2])
+    return { 0, 0, 0 }
+  end
+  local now = now_ms()
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[K_DEADLINES], '-inf', '(' .. num(now))
+  local requeued, quarantined = 0, 0
+  if #expired == 0 then
+    reindex()
+    return { 0, 0, 0 }
+  end
+  local job = load_job()
+  if not job or job.set_aside then
+    -- Set aside already: its leases ended with it.
+    redis.call('DEL', KEYS[K_ACTIVE], KEYS[K_DEADLINES])
     reindex()
     return { 0, 0, 1 }
   end
@@ -35,21 +41,24 @@ if #expired > 0 then
       -- Not a value at all: there is no attempt to count.
       lease = false
     end
-    if lease and lose_attempt(sets, value, lease, now) then
+    if lease and lose_attempt(job, value, lease, now) then
       requeued = requeued + 1
     elseif lease then
       quarantined = quarantined + 1
     end
   end
-  save_sets(sets)
+  save_moves(job)
   reindex()
   if requeued > 0 then
     redis.call('PUBLISH', ARGV[1], 'reap')
   end
-  if job_done(sets) then
+  if job_done() then
     return { requeued, quarantined, 1 }
   end
   return { requeued, quarantined, 0 }
 end
-reindex()
-return { requeued, quarantined, 0 }
+
+return guard(main, function()
+  reindex()
+  return { 0, 0, 1 }
+end)

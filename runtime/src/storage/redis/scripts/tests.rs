@@ -48,9 +48,9 @@ for i = 1, #ARGV, 3 do
   elseif op == 'contains' then
     out[#out + 1] = iv_contains(KEYS[1], a) and '1' or '0'
   elseif op == 'take' then
-    out[#out + 1] = encode_set(iv_take_first(KEYS[1], a))
+    out[#out + 1] = iv_encode(iv_take_first(KEYS[1], a))
   else
-    out[#out + 1] = encode_set(iv_page(KEYS[1], a, b))
+    out[#out + 1] = iv_encode(iv_page(KEYS[1], a, b))
   end
 end
 out[#out + 1] = table.concat(redis.call('ZRANGE', KEYS[1], 0, -1), ' ')

@@ -120,19 +120,24 @@ fn a_malformed_interval_set_is_corrupt() {
     }
 }
 
-/// A status reply: set aside, pending, succeeded, failed, quarantined, missing, submitted at,
-/// name, priority, held back, then the active values.
+/// A status reply: set aside, the counts of pending, succeeded, failed and quarantined values,
+/// missing, submitted at, name, priority, held back, the pages of pending, succeeded, failed and
+/// quarantined, then the active values.
 fn status_reply(active: &[&str]) -> Vec<String> {
     let mut reply = strings(&[
         "",
-        "5 9",
-        "0 2",
-        "3 3",
-        "",
+        "5",
+        "3",
+        "1",
+        "0",
         "0",
         "1700000000000",
         "job",
         "7",
+        "",
+        "5 9",
+        "0 2",
+        "3 3",
         "",
     ]);
     reply.extend(strings(active));
@@ -158,6 +163,17 @@ fn a_status_reply_gives_each_state_as_ranges() {
         (0, 1_700_000_000_000)
     );
     assert_eq!(status.total(), 10);
+    assert_eq!(
+        status.counts,
+        StateCounts {
+            pending: 5,
+            active: 1,
+            succeeded: 3,
+            failed: 1,
+            quarantined: 0
+        }
+    );
+    assert!(status.is_whole(TaskState::Pending) && !status.is_done());
     assert_eq!((status.set_aside, status.held_back), (None, None));
 }
 
@@ -178,7 +194,7 @@ fn a_status_reply_names_why_a_job_is_set_aside_or_held_back() {
 fn a_short_status_reply_is_a_job_that_does_not_exist() {
     let job = JobId::generate();
     assert!(matches!(status(job, &[]), Err(StorageError::UnknownJob(j)) if j == job));
-    let short = &status_reply(&[])[..9];
+    let short = &status_reply(&[])[..13];
     assert!(matches!(
         status(job, short),
         Err(StorageError::UnknownJob(_))
@@ -188,12 +204,42 @@ fn a_short_status_reply_is_a_job_that_does_not_exist() {
 #[test]
 fn a_malformed_status_reply_is_corrupt() {
     let job = JobId::generate();
-    for (field, bad) in [(1, "1"), (5, "many"), (6, "-"), (8, "256")] {
+    for (field, bad) in [
+        (1, "-1"),
+        (2, "some"),
+        (5, "many"),
+        (6, "-"),
+        (8, "256"),
+        (10, "1"),
+        (12, "x y"),
+    ] {
         let mut reply = status_reply(&[]);
         reply[field] = bad.into();
         assert!(is_corrupt(status(job, &reply)), "field {field} = {bad:?}");
     }
     assert!(is_corrupt(status(job, &status_reply(&["x"]))));
+}
+
+#[test]
+fn a_ranges_reply_is_a_page_or_the_active_values_paged_here() {
+    let job = JobId::generate();
+    let page = |reply: &[&str]| ranges(job, 4, 2, &strings(reply));
+    assert_eq!(
+        page(&["page", "3 5 8 8"]).unwrap(),
+        RangeSet::from_intervals([(3, 5), (8, 8)])
+    );
+    assert_eq!(
+        page(&["active", "9", "1", "5", "7"]).unwrap(),
+        RangeSet::from_intervals([(5, 5), (7, 7)])
+    );
+    assert!(matches!(page(&[]), Err(StorageError::UnknownJob(j)) if j == job));
+    assert!(matches!(
+        page(&["corrupt", "its failed set holds \"x\""]),
+        Err(StorageError::SetAside { reason, .. }) if reason.contains("failed set")
+    ));
+    for bad in [&["page", "1"][..], &["active", "x"], &["what"]] {
+        assert!(is_corrupt(page(bad)), "{bad:?}");
+    }
 }
 
 #[test]
