@@ -14,7 +14,7 @@ use wasmjob::range::RangeSet;
 use wasmjob::spec::{JobSpec, Priority};
 use wasmjob::storage::{
     Ack, Claim, Heartbeat, JobId, Lease, Report, STATUS_PAGE, StorageError, SubmitterStore, TaskId,
-    TaskState, Verdict, WorkerId, WorkerStore,
+    TaskState, Verdict, WorkerId, WorkerStore, now_millis,
 };
 use wasmjob::worker::{Worker, WorkerConfig, WorkerStats};
 
@@ -618,6 +618,58 @@ pub async fn a_claim_and_a_report_of_ten_thousand_tasks_lose_nothing(store: &imp
     assert!(status.is_done(), "{status:?}");
 }
 
+/// Values that succeeded on their first attempt with an empty result and log (what a backend
+/// may keep per batch rather than per value) still each answer `info` in full: the worker, the
+/// attempt's task id and times.
+pub async fn a_quiet_success_is_still_known_value_by_value(store: &impl Store) {
+    let job = runnable(store, "1..=40").await;
+    let claimer = worker("quiet");
+    let leases = store
+        .claim(&claimer, 40, &[], None)
+        .await
+        .unwrap()
+        .unwrap()
+        .leases;
+    // Reported out of order, in two reports, one value with something to say.
+    let (first, second): (Vec<Lease>, Vec<Lease>) =
+        leases.iter().cloned().rev().partition(|l| l.value % 3 != 0);
+    let before = now_millis();
+    for part in [first, second] {
+        let reports: Vec<Report> = part
+            .into_iter()
+            .map(|lease| Report {
+                verdict: Verdict::Success {
+                    result: if lease.value == 7 {
+                        b"seven".to_vec()
+                    } else {
+                        vec![]
+                    },
+                },
+                lease,
+                log: vec![],
+            })
+            .collect();
+        store.report(&reports).await.unwrap();
+    }
+    for lease in &leases {
+        let info = store.info(job, lease.value).await.unwrap();
+        let what = format!("value {}: {info:?}", lease.value);
+        assert_eq!(info.state, Some(TaskState::Succeeded), "{what}");
+        assert_eq!(
+            (info.attempts, info.failures, info.lost),
+            (1, 0, 0),
+            "{what}"
+        );
+        assert_eq!(info.worker.as_ref(), Some(&claimer), "{what}");
+        assert_eq!(info.task_id, Some(lease.task), "{what}");
+        let (started, finished) = (info.started_at.unwrap(), info.finished_at.unwrap());
+        assert!(started <= finished && finished + 1000 >= before, "{what}");
+        let expected: &[u8] = if lease.value == 7 { b"seven" } else { b"" };
+        assert_eq!(info.result.as_deref(), Some(expected), "{what}");
+        assert_eq!(info.log.as_deref(), Some(&b""[..]), "{what}");
+    }
+}
+
 /// A job whose every other value failed: its status counts every state whole, holds the first
 /// page of each, and the pages after it read the rest, in order, without a gap.
 pub async fn a_fragmented_job_s_status_is_counted_whole_and_read_in_pages(store: &impl Store) {
@@ -928,6 +980,7 @@ macro_rules! conformance {
                 an_invalid_spec_is_refused_naming_the_problem,
                 a_huge_job_submits_as_one_interval,
                 a_fragmented_job_s_status_is_counted_whole_and_read_in_pages,
+                a_quiet_success_is_still_known_value_by_value,
                 a_wait_for_work_returns_when_a_job_is_submitted,
                 work_that_came_after_the_mark_ends_the_wait_and_a_dropped_wait_loses_nothing,
                 workers_register_their_ceilings_and_claim_only_what_fits,

@@ -110,7 +110,7 @@ impl Keys {
 /// The parts of a job's keys, in the order every per-job script receives them. This list is the
 /// one place that order is written: the scripts' `K_SPEC`, `K_STATE`, ... (and `K_LEASED`, the
 /// key after them) are generated from it (see `scripts`).
-pub(super) const JOB_KEYS: [&str; 15] = [
+pub(super) const JOB_KEYS: [&str; 16] = [
     "spec",
     "state",
     "pending",
@@ -121,6 +121,7 @@ pub(super) const JOB_KEYS: [&str; 15] = [
     "active",
     "deadlines",
     "tasks",
+    "runs",
     "results",
     "logs",
     "progress",

@@ -116,10 +116,9 @@ local function main()
     out[2] = redis.call('GET', KEYS[K_SPEC])
   end
   local since = ' ' .. deadline .. ' ' .. now .. ' ' .. worker
-  local BASE32 = { '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'A', 'B', 'C', 'D', 'E',
-    'F', 'G', 'H', 'J', 'K', 'M', 'N', 'P', 'Q', 'R', 'S', 'T', 'V', 'W', 'X', 'Y', 'Z' }
   local base = string.sub(ARGV[5], 1, 23)
-  -- The base with the first two of the three characters set, renewed every 32 leases.
+  -- numbered_task, unrolled: the base with the first two of the three characters set, renewed
+  -- every 32 leases.
   local prefix
   for i = 1, #claimed do
     local k = i - 1

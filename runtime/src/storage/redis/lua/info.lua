@@ -28,6 +28,13 @@ local function main()
     end
   end
   local record = redis.call('HGET', KEYS[K_TASKS], field)
+  local result = redis.call('HGET', KEYS[K_RESULTS], field)
+  local log = redis.call('HGET', KEYS[K_LOGS], field)
+  if not record and state == 'succeeded' then
+    -- It said nothing: its record is its run's, and its result and log are empty.
+    record = run_record(value)
+    result, log = '', ''
+  end
   -- The worker of the current attempt, or else of the last one.
   local worker = false
   if lease then
@@ -42,8 +49,8 @@ local function main()
     state,
     record,
     lease,
-    redis.call('HGET', KEYS[K_RESULTS], field),
-    redis.call('HGET', KEYS[K_LOGS], field),
+    result,
+    log,
     redis.call('HGET', KEYS[K_PROGRESS], field),
     redis.call('HGET', KEYS[K_ERRORS], field),
     worker,

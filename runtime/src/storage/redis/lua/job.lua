@@ -57,6 +57,101 @@ local function end_lease(field)
   redis.call('ZREM', KEYS[K_DEADLINES], field)
 end
 
+-- The ULID alphabet (Crockford's base32). A claim numbers its leases in the last three
+-- characters of one fresh ULID: the k-th (from 0) is the base's first 23 characters and k.
+local BASE32 = { '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'A', 'B', 'C', 'D', 'E', 'F',
+  'G', 'H', 'J', 'K', 'M', 'N', 'P', 'Q', 'R', 'S', 'T', 'V', 'W', 'X', 'Y', 'Z' }
+local BASE32_DIGITS = table.concat(BASE32)
+
+-- The task id numbered `k` (below 32768) under the 23 characters `prefix`.
+local function numbered_task(prefix, k)
+  return prefix .. BASE32[math.floor(k / 1024) + 1] .. BASE32[math.floor(k / 32) % 32 + 1] ..
+    BASE32[k % 32 + 1]
+end
+
+-- The prefix and number of a task id as numbered_task makes them; nil for what is not one.
+local function task_number(task)
+  if #task ~= 26 then
+    return nil
+  end
+  local k = 0
+  for i = 24, 26 do
+    local digit = string.find(BASE32_DIGITS, string.sub(task, i, i), 1, true)
+    if not digit then
+      return nil
+    end
+    k = k * 32 + digit - 1
+  end
+  return string.sub(task, 1, 23), k
+end
+
+-- Values that succeeded on their first attempt with nothing to say (an empty result and log),
+-- gathered by a report: they get no record, result or log of their own, only a place in a run
+-- (K_RUNS), which is what keeps a finished no-op job's memory in its intervals and runs.
+local function new_clean()
+  return { values = {}, tasks = {}, started = {}, workers = {} }
+end
+
+local function add_clean(clean, value, task, started, worker)
+  local n = #clean.values + 1
+  clean.values[n], clean.tasks[n], clean.started[n], clean.workers[n] = value, task, started,
+    worker
+end
+
+-- Writes the gathered values as runs: consecutive values whose task ids follow each other, of
+-- one claim (same start and worker), each run one member of K_RUNS.
+local function save_runs(clean, finished)
+  local values, tasks, started, workers = clean.values, clean.tasks, clean.started, clean.workers
+  local n = #values
+  local order = {}
+  for i = 1, n do
+    order[i] = i
+  end
+  table.sort(order, function(a, b)
+    return values[a] < values[b]
+  end)
+  local members = {}
+  local i = 1
+  while i <= n do
+    local a = order[i]
+    local prefix, k = task_number(tasks[a])
+    local j = i
+    while prefix and j < n do
+      local b, c = order[j], order[j + 1]
+      local next_prefix, next_k = task_number(tasks[c])
+      if not (values[c] == values[b] + 1 and next_prefix == prefix and next_k == k + j + 1 - i
+          and started[c] == started[a] and workers[c] == workers[a]) then
+        break
+      end
+      j = j + 1
+    end
+    push(members, num(values[a]), table.concat({ num(values[a]), num(values[order[j]]), tasks[a],
+      started[a], finished, workers[a] }, ' '))
+    i = j + 1
+  end
+  call_each('ZADD', KEYS[K_RUNS], members)
+end
+
+-- The record of `value` from the run that holds it, as encode_record writes records; nil when
+-- no run holds it.
+local function run_record(value)
+  local member = redis.call('ZRANGE', KEYS[K_RUNS], num(value), '-inf', 'BYSCORE', 'REV',
+    'LIMIT', 0, 1)[1]
+  if not member then
+    return nil
+  end
+  local s, e, task, started, finished, worker =
+    string.match(member, '^(%d+) (%d+) (%S+) (%S+) (%S+) (%S+)$')
+  if not s or value > tonumber(e) then
+    return nil
+  end
+  local prefix, k = task_number(task)
+  if prefix then
+    task = numbered_task(prefix, k + value - tonumber(s))
+  end
+  return table.concat({ '1 0 0', started, finished, task, worker }, ' ')
+end
+
 -- The job's sets by name, as indexes into KEYS.
 local SETS = { pending = K_PENDING, succeeded = K_SUCCEEDED, failed = K_FAILED,
   quarantined = K_QUARANTINED }

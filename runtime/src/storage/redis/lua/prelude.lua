@@ -25,6 +25,11 @@
 --   K_TASKS       HASH    value -> its record once an attempt ended: "<attempts> <failures>
 --                         <lost> <started ms> <finished ms> <task id> <worker instance>"
 --                         ('-' where there is none)
+--   K_RUNS        ZSET    runs of values that succeeded on their first attempt with an empty
+--                         result and log, and have no record of their own: "<first value>
+--                         <last value> <task id of the first> <started ms> <finished ms>
+--                         <worker instance>", scored by the first value; the task ids of a
+--                         run follow each other as the claim gave them (job.lua's run_record)
 --   K_RESULTS     HASH    value -> result bytes
 --   K_LOGS        HASH    value -> log bytes
 --   K_PROGRESS    HASH    value -> latest progress bytes

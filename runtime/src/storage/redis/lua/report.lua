@@ -6,7 +6,9 @@
 -- 'applied', 'stale' (that attempt is no longer the current one) or 'gone' (no such job, or
 -- one set aside as unreadable).
 -- Successes and requeues, the bulk of any job, cost a few multi-field calls per report, whatever
--- their number (a retried value's earlier record is read); a failure updates its own record.
+-- their number (a retried value's earlier record is read); a failure updates its own record. A
+-- first attempt that succeeded with nothing to say is stored as part of a run (K_RUNS), with no
+-- record, result or log of its own.
 -- The values go into their sets as runs, so a report costs the same however fragmented the
 -- job's sets are.
 local count = (#ARGV - 1) / 5
@@ -37,6 +39,7 @@ local function main()
   local ended_here = {}
   local finished = num(now)
   local moves = job.moves
+  local clean = new_clean()
   -- Runs once per report of a batch of hundreds: plain indexing, no per-value tables on the
   -- common path (a first attempt that succeeded).
   for i = 1, count do
@@ -55,11 +58,15 @@ local function main()
       ended_here[field] = true
       ended[#ended + 1] = field
       local value = tonumber(field)
-      if verdict ~= 'requeue' and verdict ~= 'untried' then
+      local quiet = verdict == 'success' and attempt == '1' and payload == '' and log == ''
+      if verdict ~= 'requeue' and verdict ~= 'untried' and not quiet then
         logs[#logs + 1] = field
         logs[#logs + 1] = log
       end
-      if verdict == 'success' then
+      if quiet then
+        add_clean(clean, value, task, started, worker)
+        moves.succeeded[#moves.succeeded + 1] = value
+      elseif verdict == 'success' then
         results[#results + 1] = field
         results[#results + 1] = payload
         records[#records + 1] = field
@@ -102,10 +109,11 @@ local function main()
   end
   if #results > 0 then
     call_each('HSET', KEYS[K_RESULTS], results)
-    -- A task ran: whatever held the job back on some worker is over.
-    if job.held_back then
-      redis.call('HDEL', KEYS[K_STATE], 'held_back')
-    end
+  end
+  save_runs(clean, finished)
+  -- A task ran: whatever held the job back on some worker is over.
+  if job.held_back and #moves.succeeded > 0 then
+    redis.call('HDEL', KEYS[K_STATE], 'held_back')
   end
   if #records > 0 then
     call_each('HSET', KEYS[K_TASKS], records)
