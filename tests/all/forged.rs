@@ -35,11 +35,15 @@ async fn canary_finishes(server: &RedisServer, canary: JobId) -> RedisStore {
     store
 }
 
-/// Checks that `job` is set aside, off the queue, for a reason that says `why`.
+/// Checks that `job` is set aside, off the queue, for a reason that says `why` (or one of the
+/// `|`-separated alternatives in it).
 async fn assert_set_aside(server: &RedisServer, store: &RedisStore, job: JobId, why: &str) {
     let status = store.status(job).await.unwrap();
     let reason = status.set_aside.clone().unwrap_or_default();
-    assert!(reason.contains(why), "job {job}: {why:?} not in {status:?}");
+    assert!(
+        why.split('|').any(|why| reason.contains(why)),
+        "job {job}: {why:?} not in {status:?}"
+    );
     assert!(status.is_done(), "{status:?}");
     assert_eq!(
         server.command(&["ZSCORE", "wasmjob:queue", &job.to_string()]),
@@ -64,7 +68,9 @@ async fn malformed_states_are_set_aside_and_the_jobs_behind_them_run() {
         ("pending", "-4 2", "not a whole number"),
         ("pending", "5 1", "ends before it starts"),
         ("pending", "1 2 5", "not an interval"),
-        ("pending", "1 5,3 7", "out of order"),
+        // Which is read first depends on how many values the worker claims at once: the two
+        // intervals together, or the first alone, whose values run past the job's range.
+        ("pending", "1 5,3 7", "out of order|outside its range"),
         ("failed", "x", "failed set"),
         ("max_concurrency", "lots", "max_concurrency"),
         ("max_retries", "", "max_retries"),
