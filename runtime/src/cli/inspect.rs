@@ -119,9 +119,10 @@ async fn state_page(
 ) -> anyhow::Result<ExitCode> {
     let limit = args.limit as usize;
     let page = store.ranges(args.job, state, args.from, limit).await?;
-    let next = (page.interval_count() == limit)
-        .then(|| page.last().map(|last| last + 1))
-        .flatten();
+    let next = page
+        .last()
+        .filter(|_| page.interval_count() == limit)
+        .map(|last| last + 1);
     if json {
         let reply = serde_json::json!({ "state": state, "ranges": page, "next": next });
         println!("{reply}");

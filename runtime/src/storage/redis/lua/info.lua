@@ -6,12 +6,12 @@
 -- state is 'active', 'succeeded', 'failed', 'quarantined' or 'pending' (the caller checks that
 -- the value is in the job's range); {'corrupt', why} when the job's state cannot be read.
 local function main()
-  local job, unreadable = load_job_to_read()
+  local job = load_job()
   if job == nil then
     return {}
   end
-  if unreadable then
-    return { 'corrupt', unreadable }
+  if job.unreadable then
+    return { 'corrupt', job.set_aside }
   end
   local field = ARGV[1]
   local value = tonumber(field)

@@ -193,20 +193,21 @@ local function lose_attempt(job, value, lease, now)
 end
 
 -- The job's policy, and the lists of values the script moves into each set (`moves`, written
--- by save_moves), with `set_aside`, the reason, once it is set aside, and `held_back`, the note
--- of a worker that cannot run it, while there is one; nil when the job does not exist. Its
+-- by save_moves), with `set_aside`, the reason, once it is set aside (and `unreadable` when that
+-- was because its state cannot be read: it then shows no values), and `held_back`, the note of
+-- a worker that cannot run it, while there is one; nil when the job does not exist. Its
 -- state stops the script (`corrupt`) when it cannot be read (forged, or written by something
 -- else).
 local function load_job()
   local ok, s = pcall(redis.call, 'HMGET', KEYS[K_STATE], 'max_retries', 'max_lost',
-    'max_concurrency', 'corrupt', 'held_back')
+    'max_concurrency', 'corrupt', 'held_back', 'unreadable')
   if not ok then
     corrupt('its state is not a hash')
   end
   if not s[1] and redis.call('EXISTS', KEYS[K_STATE]) == 0 then
     return nil
   end
-  local job = { set_aside = s[4], held_back = s[5],
+  local job = { set_aside = s[4], held_back = s[5], unreadable = s[6] == '1',
     moves = { pending = {}, succeeded = {}, failed = {}, quarantined = {} } }
   if job.set_aside then
     return job
@@ -216,16 +217,6 @@ local function load_job()
     if not job[name] then
       corrupt('its ' .. name .. ' is not a count', true)
     end
-  end
-  return job
-end
-
--- For a script that only reads: the job as load_job gives it, and why it was set aside when
--- that was because its state cannot be read (it then shows no values).
-local function load_job_to_read()
-  local job = load_job()
-  if job and redis.call('HGET', KEYS[K_STATE], 'unreadable') == '1' then
-    return job, job.set_aside
   end
   return job
 end

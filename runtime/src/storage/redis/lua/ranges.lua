@@ -6,12 +6,12 @@
 -- {'page', "s1 e1 s2 e2 ..."} (the intervals that end at or after the start), or for 'active'
 -- {'active', value, ...}: every active value, as many as the workers hold leases.
 local function main()
-  local job, unreadable = load_job_to_read()
+  local job = load_job()
   if job == nil then
     return {}
   end
-  if unreadable then
-    return { 'corrupt', unreadable }
+  if job.unreadable then
+    return { 'corrupt', job.set_aside }
   end
   if ARGV[1] == 'active' then
     local out = { 'active' }

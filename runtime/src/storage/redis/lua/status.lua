@@ -19,12 +19,12 @@ local function unreadable(why)
 end
 
 local function main()
-  local job, why = load_job_to_read()
+  local job = load_job()
   if job == nil then
     return {}
   end
-  if why then
-    return unreadable(why)
+  if job.unreadable then
+    return unreadable(job.set_aside)
   end
   local s = redis.call('HMGET', KEYS[K_STATE], 'submitted_at', 'name', 'priority')
   local priority = decode_count(s[3])
