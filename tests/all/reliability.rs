@@ -277,8 +277,10 @@ async fn a_job_this_host_cannot_prepare_costs_its_tasks_no_retry() {
             "do=echo",
         ],
     );
+    // The note is written before the tasks are handed back: wait for both.
     eventually("the job to be held back", PATIENCE, || async {
-        store.status(job).await.unwrap().held_back.is_some()
+        let status = store.status(job).await.unwrap();
+        status.held_back.is_some() && status.counts.active == 0
     })
     .await;
     let status = store.status(job).await.unwrap();
