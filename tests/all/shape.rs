@@ -4,6 +4,8 @@
 
 use crate::common::{Wasmjob, connect, spec_with};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use ulid::Ulid;
 use wasmjob::range::RangeSet;
@@ -175,22 +177,26 @@ async fn deleting_a_finished_job_of_a_million_values_does_not_stall_redis() {
     // Another client pings all along, as a worker's heartbeat of another job would.
     let client = redis::Client::open(server.url()).unwrap();
     let mut pinger = client.get_multiplexed_async_connection().await.unwrap();
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let pings = tokio::spawn(async move {
-        let mut slowest = Duration::ZERO;
-        let mut count = 0u32;
-        while stopped.try_recv().is_err() || count < 20 {
-            let sent = Instant::now();
-            let _: String = redis::cmd("PING").query_async(&mut pinger).await.unwrap();
-            slowest = slowest.max(sent.elapsed());
-            count += 1;
-            tokio::time::sleep(Duration::from_millis(1)).await;
+    let deleted = Arc::new(AtomicBool::new(false));
+    let pings = tokio::spawn({
+        let deleted = deleted.clone();
+        async move {
+            let mut slowest = Duration::ZERO;
+            let mut count = 0u32;
+            // At least 20 pings, however quickly the delete returns.
+            while !deleted.load(Ordering::Relaxed) || count < 20 {
+                let sent = Instant::now();
+                let _: String = redis::cmd("PING").query_async(&mut pinger).await.unwrap();
+                slowest = slowest.max(sent.elapsed());
+                count += 1;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            (slowest, count)
         }
-        (slowest, count)
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     store.delete(job).await.unwrap();
-    stop.send(()).unwrap();
+    deleted.store(true, Ordering::Relaxed);
     let (slowest, count) = pings.await.unwrap();
 
     assert!(matches!(
