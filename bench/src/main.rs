@@ -1,5 +1,6 @@
 //! wasmjob's benchmark: what one task costs, how many tasks per second pass through Redis and
-//! through the embedded queue, how a job of ten million values submits, how fast a fresh worker
+//! through the embedded queue, how much memory the embedded queue takes for jobs of 10^6 and
+//! 10^7 values, how a job of ten million values submits, how fast a fresh worker
 //! starts, what CPU-bound work loses to WebAssembly, how a job slows as its interval sets
 //! fragment (with its own table and plot), and, with `--peers`, the same no-op
 //! throughput for the queues people use today, each against its own fresh `redis-server`.
@@ -12,6 +13,7 @@
 //! ```
 
 mod measure;
+mod memory;
 mod plot;
 mod report;
 mod shape;
@@ -31,8 +33,8 @@ pub struct Options {
     pub tasks: u64,
     /// Where the report goes.
     pub out: PathBuf,
-    /// Run only this measurement (`cpu`, `overhead`, `embedded`, `redis`, `latency`, `scale`,
-    /// `cold`, `fragmentation`, `peers`), for profiling one of them.
+    /// Run only this measurement (`cpu`, `overhead`, `embedded`, `memory`, `redis`, `latency`,
+    /// `scale`, `cold`, `fragmentation`, `peers`), for profiling one of them.
     pub only: Option<String>,
 }
 
@@ -92,6 +94,9 @@ fn main() -> anyhow::Result<()> {
         }
         if options.runs("embedded") {
             measure::embedded_throughput(&options, &mut report)?;
+        }
+        if options.runs("memory") {
+            memory::embedded_memory(&options, &mut report)?;
         }
         let needs_redis = options.runs("redis") || options.peers && options.runs("peers");
         let through_redis = match needs_redis {

@@ -16,7 +16,7 @@ use wasmjob::storage::{JobId, JobStatus, RedisConfig, RedisStore, SubmitterStore
 use wasmjob_test_support::{RedisServer, guest, wat};
 
 /// The no-op task: a WASI command that returns at once.
-const NOOP: &str = r#"(module (func (export "_start")))"#;
+pub(crate) const NOOP: &str = r#"(module (func (export "_start")))"#;
 
 /// A task that writes the wall-clock time at which it started (nanoseconds since the Unix
 /// epoch, 8 bytes little-endian) as its result: how long it took to start is measured by the
@@ -48,7 +48,7 @@ fn bin_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target/release"))
 }
 
-fn wasmjob_bin() -> anyhow::Result<PathBuf> {
+pub(crate) fn wasmjob_bin() -> anyhow::Result<PathBuf> {
     let path = bin_dir().join("wasmjob");
     anyhow::ensure!(
         path.is_file(),

@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod distributed;
+mod embedded_memory;
 mod executor;
 mod files;
 mod forged;

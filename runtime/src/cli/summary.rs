@@ -201,10 +201,15 @@ pub async fn write_task_lines(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     for value in values.values() {
-        let line = TaskLine::from(store.info(job, value).await?);
-        serde_json::to_writer(&mut *out, &line)?;
-        out.write_all(b"\n")?;
+        write_task_line(store.info(job, value).await?, out)?;
     }
     out.flush()?;
+    Ok(())
+}
+
+/// Writes the JSON line of one task: what [`write_task_lines`] writes per value.
+pub fn write_task_line(info: TaskInfo, out: &mut impl Write) -> anyhow::Result<()> {
+    serde_json::to_writer(&mut *out, &TaskLine::from(info))?;
+    out.write_all(b"\n")?;
     Ok(())
 }

@@ -8,10 +8,16 @@
 //!
 //! This file holds the store: its state behind one lock, the wake-ups idle workers wait on, and
 //! the lease time. The rest is split by who calls it:
-//! - `state`: the jobs, values, files and workers the lock guards, and how an attempt ends;
+//! - `state`: the jobs, values, files and workers the lock guards, how an attempt ends, and
+//!   what `info` answers;
+//! - `batch`: the runs of values claimed together, which answer for the values that keep no
+//!   record of their own;
 //! - `submitter`: the submitter's side (submit, upload, the reads, delete);
-//! - `worker`: the worker's side (registering, claiming, reports, heartbeats, the reaper).
+//! - `worker`: the worker's side (registering, claiming, reports, heartbeats, the reaper);
+//! - `pages`: the task infos of many values under one lock, for `wasmjob run --output`.
 
+mod batch;
+mod pages;
 mod state;
 mod submitter;
 mod worker;

@@ -1,17 +1,23 @@
 //! The embedded queue's state, all behind the store's one lock: the jobs in claim order, each
-//! job's values by state and its per-value records, the stored files, and the registered
-//! workers; and how an attempt of a value ends (lost or failed), which both the reports and the
-//! reaper apply.
+//! job's values by state, its leases, its claimed batches and the records of the values worth
+//! one, the stored files, and the registered workers; how an attempt of a value ends (lost or
+//! failed), which both the reports and the reaper apply; and what `info` answers of a value.
+//!
+//! Memory follows the intervals and the values that say something, not the job's size: a
+//! value keeps a [`TaskRecord`] of its own only once it has more than one attempt, a failure,
+//! a loss, a non-empty result or log, or progress. A value claimed once that succeeded with
+//! nothing to say is answered for by its claimed batch (`batch`).
 //!
 //! Taking the lock and waking idle workers is the store's (`memory`); the operations that read
 //! and change this state are `submitter`'s and `worker`'s.
 
+use super::batch::Batches;
 use crate::manifest::{Digest, ManifestPath};
 use crate::range::RangeSet;
 use crate::spec::{JobSpec, Priority};
 use crate::storage::{
-    JobId, JobStatus, Lease, Millis, RegisteredWorker, STATUS_PAGE, StateCounts, TaskId, TaskState,
-    WorkerId,
+    JobId, JobStatus, Lease, Millis, RegisteredWorker, STATUS_PAGE, StateCounts, TaskId, TaskInfo,
+    TaskState, WorkerId,
 };
 use std::borrow::Cow;
 use std::cmp::Reverse;
@@ -32,7 +38,8 @@ pub(super) struct State {
     pub(super) workers: HashMap<ulid::Ulid, RegisteredWorker>,
 }
 
-/// One job: its spec, its values by state, and the records of the values claimed so far.
+/// One job: its spec, its values by state, its leases, and what is known of the values claimed
+/// so far.
 #[derive(Debug)]
 pub(super) struct JobRecord {
     pub(super) spec: Arc<JobSpec>,
@@ -43,14 +50,30 @@ pub(super) struct JobRecord {
     pub(super) succeeded: RangeSet,
     pub(super) failed: RangeSet,
     pub(super) quarantined: RangeSet,
-    pub(super) active: BTreeMap<u64, Lease>,
-    /// Per-value records, created at a value's first claim: submitting costs nothing per value.
+    /// The leased values: no more of them than the workers' slots.
+    pub(super) active: BTreeMap<u64, ActiveTask>,
+    /// The records of the values that say something (see the module docs); submitting, and
+    /// running a value that succeeds at once with nothing to say, cost nothing per value.
     pub(super) tasks: HashMap<u64, TaskRecord>,
+    /// First-attempt claims, by runs of values: the worker, task id and times of the values
+    /// without a record.
+    pub(super) batches: Batches,
     /// Why a worker holds the job back, until one of its tasks succeeds.
     pub(super) held_back: Option<String>,
 }
 
-/// What is known of one value, from its first claim on.
+/// One leased value: its lease, and what its attempt has said so far.
+#[derive(Debug)]
+pub(super) struct ActiveTask {
+    pub(super) lease: Lease,
+    pub(super) worker: Arc<WorkerId>,
+    pub(super) started: Millis,
+    /// The latest progress of this attempt; kept in the value's record when it ends.
+    pub(super) progress: Option<Vec<u8>>,
+}
+
+/// What is known of one value that says something (see the module docs): made at the end of
+/// its first attempt that was not a plain success, or at its claim when it has one already.
 #[derive(Debug, Default)]
 pub(super) struct TaskRecord {
     pub(super) attempts: u32,
@@ -107,16 +130,36 @@ impl JobRecord {
         }
     }
 
-    /// The leased values, as a set: no more of them than the workers' slots.
+    /// The leased values, as a set.
     fn active_values(&self) -> RangeSet {
         self.active.keys().copied().collect()
     }
 
-    /// Counts a lost attempt of `value` (its lease expired): back to pending, or quarantined at
-    /// the job's max lost. Returns whether the task went back to pending.
-    pub(super) fn lose_attempt(&mut self, value: u64, now: Millis) -> bool {
+    /// The record of the value whose attempt `ended` is ending, made from that attempt when
+    /// the value has none yet; the attempt's progress goes into it.
+    pub(super) fn record_of(&mut self, ended: ActiveTask) -> &mut TaskRecord {
+        let task = self
+            .tasks
+            .entry(ended.lease.value)
+            .or_insert_with(|| TaskRecord {
+                attempts: ended.lease.attempt,
+                worker: Some(WorkerId::clone(&ended.worker)),
+                task_id: Some(ended.lease.task),
+                started_at: Some(ended.started),
+                ..TaskRecord::default()
+            });
+        if ended.progress.is_some() {
+            task.progress = ended.progress;
+        }
+        task
+    }
+
+    /// Counts a lost attempt (its lease expired): back to pending, or quarantined at the job's
+    /// max lost. Returns whether the task went back to pending.
+    pub(super) fn lose_attempt(&mut self, ended: ActiveTask, now: Millis) -> bool {
         let max_lost = self.spec.max_lost;
-        let task = self.tasks.entry(value).or_default();
+        let value = ended.lease.value;
+        let task = self.record_of(ended);
         task.lost += 1;
         task.last_error = Some(LEASE_EXPIRED.to_owned());
         if task.lost >= max_lost {
@@ -139,7 +182,10 @@ impl JobRecord {
         now: Millis,
     ) -> bool {
         let max_retries = self.spec.max_retries;
-        let task = self.tasks.entry(value).or_default();
+        let task = self
+            .tasks
+            .get_mut(&value)
+            .expect("the report made its record");
         task.failures += 1;
         task.last_error = Some(reason);
         if fatal || task.failures > max_retries {
@@ -150,5 +196,67 @@ impl JobRecord {
             self.pending.insert(value);
             true
         }
+    }
+
+    /// The state of `value`, one of the job's.
+    pub(super) fn state_of(&self, value: u64) -> TaskState {
+        if self.active.contains_key(&value) {
+            TaskState::Active
+        } else if self.succeeded.contains(value) {
+            TaskState::Succeeded
+        } else if self.failed.contains(value) {
+            TaskState::Failed
+        } else if self.quarantined.contains(value) {
+            TaskState::Quarantined
+        } else {
+            TaskState::Pending
+        }
+    }
+
+    /// Everything known of `value`, one of the job's: from its record when it has one, else
+    /// from its lease while it runs, else from its claimed batch once it succeeded.
+    pub(super) fn info(&self, value: u64) -> TaskInfo {
+        let state = self.state_of(value);
+        let active = self.active.get(&value);
+        let mut info = TaskInfo {
+            value,
+            state: Some(state),
+            deadline: active.map(|a| a.lease.deadline),
+            ..TaskInfo::default()
+        };
+        if let Some(task) = self.tasks.get(&value) {
+            info.attempts = task.attempts;
+            info.failures = task.failures;
+            info.lost = task.lost;
+            info.worker = task.worker.clone();
+            info.task_id = task.task_id;
+            info.started_at = task.started_at;
+            info.finished_at = task.finished_at;
+            info.last_error = task.last_error.clone();
+            info.progress = task.progress.clone();
+            info.result = task.result.clone();
+            info.log = task.log.clone();
+            if let Some(active) = active {
+                info.progress = active.progress.clone();
+            }
+        } else if let Some(active) = active {
+            info.attempts = active.lease.attempt;
+            info.worker = Some(WorkerId::clone(&active.worker));
+            info.task_id = Some(active.lease.task);
+            info.started_at = Some(active.started);
+            info.progress = active.progress.clone();
+        } else if state == TaskState::Succeeded
+            && let Some(entry) = self.batches.get(value)
+        {
+            // A plain success: one attempt, an empty result and an empty log.
+            info.attempts = 1;
+            info.worker = Some(WorkerId::clone(&entry.batch.worker));
+            info.task_id = Some(entry.task_id);
+            info.started_at = Some(entry.batch.started);
+            info.finished_at = entry.batch.finished;
+            info.result = Some(Vec::new());
+            info.log = Some(Vec::new());
+        }
+        info
     }
 }

@@ -5,6 +5,7 @@
 //! The admission check and the upload check are the storage interface's; the state is `state`'s.
 
 use super::MemoryStore;
+use super::batch::Batches;
 use super::state::JobRecord;
 use crate::manifest::ManifestPath;
 use crate::range::RangeSet;
@@ -47,6 +48,7 @@ impl SubmitterStore for MemoryStore {
                 quarantined: RangeSet::new(),
                 active: BTreeMap::new(),
                 tasks: HashMap::new(),
+                batches: Batches::default(),
                 held_back: None,
             },
         );
@@ -112,38 +114,7 @@ impl SubmitterStore for MemoryStore {
         if !record.spec.range.contains(value) {
             return Err(StorageError::UnknownValue { job, value });
         }
-        let lease = record.active.get(&value);
-        let state = if lease.is_some() {
-            TaskState::Active
-        } else if record.succeeded.contains(value) {
-            TaskState::Succeeded
-        } else if record.failed.contains(value) {
-            TaskState::Failed
-        } else if record.quarantined.contains(value) {
-            TaskState::Quarantined
-        } else {
-            TaskState::Pending
-        };
-        let mut info = TaskInfo {
-            value,
-            state: Some(state),
-            deadline: lease.map(|l| l.deadline),
-            ..TaskInfo::default()
-        };
-        if let Some(task) = record.tasks.get(&value) {
-            info.attempts = task.attempts;
-            info.failures = task.failures;
-            info.lost = task.lost;
-            info.worker = task.worker.clone();
-            info.task_id = task.task_id;
-            info.started_at = task.started_at;
-            info.finished_at = task.finished_at;
-            info.last_error = task.last_error.clone();
-            info.progress = task.progress.clone();
-            info.result = task.result.clone();
-            info.log = task.log.clone();
-        }
-        Ok(info)
+        Ok(record.info(value))
     }
 
     async fn list(&self) -> Result<Vec<JobStatus>, StorageError> {

@@ -5,11 +5,12 @@
 //! How an attempt ends in a job's record is `state`'s; the wake-ups are the store's (`memory`).
 
 use super::MemoryStore;
+use super::state::{ActiveTask, JobRecord};
 use crate::limits::Limits;
 use crate::manifest::Digest;
 use crate::storage::{
-    Ack, Claim, Heartbeat, JobId, Lease, Reaped, RegisteredWorker, Report, StorageError, TaskId,
-    Verdict, WakeMark, WorkerId, WorkerStore, now_millis, on_last_chance,
+    Ack, Claim, Heartbeat, JobId, Lease, Millis, Reaped, RegisteredWorker, Report, StorageError,
+    TaskId, Verdict, WakeMark, WorkerId, WorkerStore, now_millis, on_last_chance,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,24 +67,42 @@ impl MemoryStore {
                 }
                 None => taken,
             };
+            let deadline = self.lease_deadline(now);
             let leases = values
                 .into_iter()
                 .map(|value| {
-                    let task = job.tasks.entry(value).or_default();
-                    task.attempts += 1;
+                    // A value with a record keeps it up to date; one without is claimed for the
+                    // first time, and its batch gives its task id.
+                    let (task, attempt, lost, worker) = match job.tasks.get_mut(&value) {
+                        Some(task) => {
+                            task.attempts += 1;
+                            let id = TaskId::generate();
+                            task.worker = Some(worker.clone());
+                            task.task_id = Some(id);
+                            task.started_at = Some(now);
+                            task.progress = None;
+                            (id, task.attempts, task.lost, Arc::new(worker.clone()))
+                        }
+                        None => {
+                            let (id, worker) = job.batches.claim(value, worker, now);
+                            (id, 1, 0, worker)
+                        }
+                    };
                     let lease = Lease {
                         job: *id,
-                        task: TaskId::generate(),
+                        task,
                         value,
-                        attempt: task.attempts,
-                        alone: on_last_chance(task.lost, max_lost),
-                        deadline: self.lease_deadline(now),
+                        attempt,
+                        alone: on_last_chance(lost, max_lost),
+                        deadline,
                     };
-                    task.worker = Some(worker.clone());
-                    task.task_id = Some(lease.task);
-                    task.started_at = Some(now);
-                    task.progress = None;
-                    job.active.insert(value, lease.clone());
+                    let active = ActiveTask {
+                        lease: lease.clone(),
+                        worker,
+                        started: now,
+                        progress: None,
+                    };
+                    job.active.insert(value, active);
                     lease
                 })
                 .collect();
@@ -177,36 +196,11 @@ impl WorkerStore for MemoryStore {
                     return Ack::UnknownJob;
                 };
                 match job.active.get(&lease.value) {
-                    Some(current) if current.task == lease.task => {}
+                    Some(current) if current.lease.task == lease.task => {}
                     _ => return Ack::StaleLease,
                 }
-                job.active.remove(&lease.value);
-                let task = job.tasks.entry(lease.value).or_default();
-                if !matches!(report.verdict, Verdict::Requeue | Verdict::Untried) {
-                    task.log = Some(report.log.clone());
-                }
-                match &report.verdict {
-                    Verdict::Success { result } => {
-                        job.held_back = None;
-                        task.result = Some(result.clone());
-                        task.finished_at = Some(now);
-                        job.succeeded.insert(lease.value);
-                    }
-                    Verdict::Error { reason } => {
-                        job.fail_attempt(lease.value, reason.clone(), false, now);
-                    }
-                    Verdict::Fatal { reason } => {
-                        job.fail_attempt(lease.value, reason.clone(), true, now);
-                    }
-                    Verdict::Requeue => {
-                        job.pending.insert(lease.value);
-                    }
-                    Verdict::Untried => {
-                        // As if it had not been claimed: the next claim has its number again.
-                        task.attempts = task.attempts.saturating_sub(1);
-                        job.pending.insert(lease.value);
-                    }
-                }
+                let ended = job.active.remove(&lease.value).expect("looked up above");
+                end_attempt(job, ended, report, now);
                 Ack::Applied
             })
             .collect();
@@ -229,13 +223,13 @@ impl WorkerStore for MemoryStore {
         let Some(current) = job.active.get_mut(&lease.value) else {
             return Ok(Heartbeat::Stop);
         };
-        if current.task != lease.task {
+        if current.lease.task != lease.task {
             return Ok(Heartbeat::Stop);
         }
-        current.deadline = self.lease_deadline(now);
-        let deadline = current.deadline;
+        current.lease.deadline = self.lease_deadline(now);
+        let deadline = current.lease.deadline;
         if let Some(progress) = progress {
-            job.tasks.entry(lease.value).or_default().progress = Some(progress.to_vec());
+            current.progress = Some(progress.to_vec());
         }
         Ok(Heartbeat::Continue { deadline })
     }
@@ -253,12 +247,12 @@ impl WorkerStore for MemoryStore {
             let expired: Vec<u64> = job
                 .active
                 .values()
-                .filter(|lease| lease.deadline < now)
-                .map(|lease| lease.value)
+                .filter(|active| active.lease.deadline < now)
+                .map(|active| active.lease.value)
                 .collect();
             for value in expired {
-                job.active.remove(&value);
-                if job.lose_attempt(value, now) {
+                let ended = job.active.remove(&value).expect("listed above");
+                if job.lose_attempt(ended, now) {
                     reaped.requeued += 1;
                 } else {
                     reaped.quarantined += 1;
@@ -270,5 +264,48 @@ impl WorkerStore for MemoryStore {
             self.wake_workers();
         }
         Ok(reaped)
+    }
+}
+
+/// Applies `report` of the attempt `ended` to its job at `now`. A first attempt that succeeded
+/// with nothing to say is left to its batch; every other outcome goes into the value's record.
+fn end_attempt(job: &mut JobRecord, ended: ActiveTask, report: &Report, now: Millis) {
+    let value = ended.lease.value;
+    if let Verdict::Success { result } = &report.verdict {
+        job.held_back = None;
+        job.succeeded.insert(value);
+        let plain = result.is_empty()
+            && report.log.is_empty()
+            && ended.progress.is_none()
+            && !job.tasks.contains_key(&value);
+        if plain && job.batches.finish(value, now) {
+            return;
+        }
+        let task = job.record_of(ended);
+        task.log = Some(report.log.clone());
+        task.result = Some(result.clone());
+        task.finished_at = Some(now);
+        return;
+    }
+    let task = job.record_of(ended);
+    if !matches!(report.verdict, Verdict::Requeue | Verdict::Untried) {
+        task.log = Some(report.log.clone());
+    }
+    match &report.verdict {
+        Verdict::Success { .. } => unreachable!("handled above"),
+        Verdict::Error { reason } => {
+            job.fail_attempt(value, reason.clone(), false, now);
+        }
+        Verdict::Fatal { reason } => {
+            job.fail_attempt(value, reason.clone(), true, now);
+        }
+        Verdict::Requeue => {
+            job.pending.insert(value);
+        }
+        Verdict::Untried => {
+            // As if it had not been claimed: the next claim has its number again.
+            task.attempts = task.attempts.saturating_sub(1);
+            job.pending.insert(value);
+        }
     }
 }
